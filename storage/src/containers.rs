@@ -1,0 +1,205 @@
+//! Containers' records and files: a row in the database, a writable layer under the graph
+//! root (`containers/<id>/{upper,work}`) and a bundle under the run root.
+
+use std::fs;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::names::random_name;
+use crate::{now, random_id, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Exited => "exited",
+        }
+    }
+
+    fn parse(s: &str) -> ContainerState {
+        match s {
+            "running" => ContainerState::Running,
+            "exited" => ContainerState::Exited,
+            _ => ContainerState::Created,
+        }
+    }
+}
+
+pub struct NewContainer<'a> {
+    pub name: Option<&'a str>,
+    pub image_id: Option<&'a str>,
+    pub auto_remove: bool,
+    /// JSON of whatever the caller needs to start the container again.
+    pub config: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub image_id: Option<String>,
+    pub created: i64,
+    pub state: ContainerState,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub auto_remove: bool,
+    pub config: String,
+}
+
+impl ContainerRecord {
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(ContainerRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            image_id: r.get(2)?,
+            created: r.get(3)?,
+            state: ContainerState::parse(&r.get::<_, String>(4)?),
+            pid: r.get(5)?,
+            exit_code: r.get(6)?,
+            auto_remove: r.get(7)?,
+            config: r.get(8)?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config";
+
+/// A container's writable layer.
+#[derive(Debug, Clone)]
+pub struct ContainerDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub bundle: PathBuf,
+}
+
+impl Store {
+    /// Records a new container and makes its directories.
+    pub fn create_container(&self, new: &NewContainer) -> Result<ContainerRecord, StoreError> {
+        let id = random_id();
+        let mut attempts = 0;
+        let name = loop {
+            let name = new.name.map(str::to_string).unwrap_or_else(random_name);
+            let inserted = self.conn().execute(
+                &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, 'created', NULL, NULL, ?5, ?6)"),
+                params![id, name, new.image_id, now(), new.auto_remove, new.config],
+            );
+            match inserted {
+                Ok(_) => break name,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    attempts += 1;
+                    if new.name.is_some() || attempts > 20 {
+                        let owner: String = self
+                            .conn()
+                            .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| r.get(0))
+                            .unwrap_or_default();
+                        return Err(StoreError::NameInUse { name, id: owner });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let dirs = self.container_dirs(&id);
+        let made = [&dirs.upper, &dirs.work, &dirs.bundle]
+            .into_iter()
+            .try_for_each(|d| fs::create_dir_all(d).map_err(|e| StoreError::io("creating", d, e)));
+        if let Err(e) = made {
+            let _ = self.remove_container(&id);
+            return Err(e);
+        }
+        debug_assert!(!name.is_empty());
+        self.container(&id)
+    }
+
+    pub fn container_dirs(&self, id: &str) -> ContainerDirs {
+        let dir = self.paths.container_dir(id);
+        ContainerDirs {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            bundle: self.paths.bundle_dir(id),
+        }
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn container(&self, name_or_id: &str) -> Result<ContainerRecord, StoreError> {
+        let by_name = self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1 OR id = ?1"),
+                [name_or_id],
+                ContainerRecord::from_row,
+            )
+            .optional()?;
+        if let Some(c) = by_name {
+            return Ok(c);
+        }
+        if name_or_id.len() >= 3 && name_or_id.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut stmt = self.conn().prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM containers WHERE id >= ?1 AND id < ?1 || 'g' LIMIT 2"
+            ))?;
+            let found = stmt
+                .query_map([name_or_id], ContainerRecord::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            if let [one] = found.as_slice() {
+                return Ok(one.clone());
+            }
+        }
+        Err(StoreError::NoSuchContainer(name_or_id.to_string()))
+    }
+
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM containers ORDER BY created"))?;
+        let all = stmt
+            .query_map([], ContainerRecord::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(all)
+    }
+
+    pub fn set_running(&self, id: &str, pid: i32) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET state = 'running', pid = ?2, exit_code = NULL WHERE id = ?1",
+            params![id, pid],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_exited(&self, id: &str, exit_code: i32) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2 WHERE id = ?1",
+            params![id, exit_code.clamp(-1, 255)],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a container's files and record. Every step is tried; the first error is
+    /// returned after all of them ran, so a half-removed container is finished next time.
+    pub fn remove_container(&self, id: &str) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for dir in [self.paths.bundle_dir(id), self.paths.container_dir(id)] {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::io("removing", &dir, e));
+                }
+            }
+        }
+        if first_error.is_none() {
+            self.conn()
+                .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,102 @@
+//! burrow's store: content-addressed layers and images, and containers' state, under the
+//! user's home, with metadata in SQLite.
+//!
+//! Every function that writes layer or container files expects to run inside the user's
+//! user namespace (files owned by subordinate ids are created and removed there).
+
+mod containers;
+mod db;
+mod images;
+pub mod layers;
+mod names;
+mod paths;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use containers::{ContainerDirs, ContainerRecord, ContainerState, NewContainer};
+pub use images::{normalize_name, Image};
+pub use layers::IdLimits;
+pub use paths::{PathNotice, StorePaths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot find the home directory: set HOME")]
+    NoHome,
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} exists but is not a directory owned by you: refusing to use it")]
+    NotOurs(PathBuf),
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("the store's database has schema version {found}, newer than this burrow knows ({known}): upgrade burrow")]
+    SchemaTooNew { found: usize, known: usize },
+    #[error("invalid layer: {0}")]
+    BadLayer(String),
+    #[error(
+        "{} is owned by {uid}:{gid}, which is not mapped in burrow's user namespace: \
+         add a subordinate id range for your user to /etc/subuid and /etc/subgid \
+         (then run `burrow system migrate`)",
+        path.display()
+    )]
+    UnmappedOwner { path: PathBuf, uid: u64, gid: u64 },
+    #[error("{0}: image not known")]
+    ImageNotKnown(String),
+    #[error("invalid reference format: {0:?}")]
+    BadReference(String),
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error(
+        "the container name {name:?} is already in use by {id}. You have to remove that container to be able to reuse that name: that name is already in use"
+    )]
+    NameInUse { name: String, id: String },
+    #[error("invalid image configuration: {0}")]
+    BadConfig(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A user's store: paths plus an open database.
+pub struct Store {
+    pub paths: StorePaths,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating on first use) the store at `paths`; the directories must exist.
+    pub fn open(paths: StorePaths) -> Result<Store, StoreError> {
+        let conn = db::open(&paths.database())?;
+        Ok(Store { paths, conn })
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// 64 random hex digits, as container ids are.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the kernel's random source is available");
+    layers::hex(&bytes)
+}
