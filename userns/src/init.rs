@@ -1,0 +1,77 @@
+//! `--init`: a minimal PID 1 (like catatonit or tini) built into burrow. It forks the
+//! command, forwards every signal it gets to it, reaps every orphan, and exits as the
+//! command exits.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sys::signal::{kill, SigSet, SigmaskHow};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::process::{exec, ChildFailure};
+
+/// Becomes the init of the container. Only returns an error if the fork fails.
+pub(crate) fn run_as_init(
+    executable: &Path,
+    args: &[String],
+    env: &[String],
+    report: &OwnedFd,
+) -> Result<crate::process::Never, ChildFailure> {
+    // Block everything first: signals wait in the queue until sigwait picks them up, so
+    // none arrives between the fork and the loop.
+    let all = SigSet::all();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
+    // SAFETY: single-threaded; the child execs or _exits.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            crate::process::reset_signals();
+            let failure = exec(executable, args, env);
+            let json = serde_json::to_string(&failure).unwrap_or_default();
+            // The report pipe is still open in this process; it closes on a successful exec.
+            if let Ok(dup) = report.try_clone() {
+                let _ = File::from(dup).write_all(json.as_bytes());
+            }
+            // SAFETY: leaving the forked child without running the parent's handlers.
+            unsafe { libc::_exit(failure.exit_code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            return Err(ChildFailure {
+                message: format!("init: fork: {}", e.desc()),
+                exit_code: 125,
+            });
+        }
+    };
+    // SAFETY: closing our copy of the report pipe so the parent sees EOF once the command
+    // has exec'd; it is not used again here.
+    unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report)) };
+    init_loop(child)
+}
+
+fn init_loop(child: Pid) -> ! {
+    let all = SigSet::all();
+    loop {
+        let Ok(sig) = all.wait() else { continue };
+        if sig == nix::sys::signal::Signal::SIGCHLD {
+            // Reap everything that has exited; leave when the command has.
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => exit_now(code),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => exit_now(128 + sig as i32),
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        } else {
+            let _ = kill(child, sig);
+        }
+    }
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: the process has nothing to flush.
+    unsafe { libc::_exit(code) }
+}
