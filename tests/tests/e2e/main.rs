@@ -1,0 +1,12 @@
+//! burrow's end-to-end suite: each module drives the real `burrow` binary for one topic, numbered like
+//! Podman's `test/system/NNN-topic.bats`. Support code: the `burrow_tests` library (`tests/src/lib.rs`).
+//!
+//! Run it with `sudo hack/test.sh` (as the unprivileged users `burrowtest` and `burrownorange`).
+//! Tests whose name contains `norange_` run only as `burrownorange`, a user with no subuid range;
+//! all the others run only as `burrowtest`.
+
+mod t000_harness;
+mod t010_run;
+mod t020_userns;
+mod t030_security;
+mod t040_terminal;

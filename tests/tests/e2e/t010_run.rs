@@ -1,0 +1,300 @@
+//! `burrow run`: commands, exit codes, environment, `--rm` cleanup.
+
+use burrow_tests::TestEnv;
+
+fn env_with_busybox() -> TestEnv {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    env
+}
+
+#[test]
+fn run_prints_uid_0_inside() {
+    let env = env_with_busybox();
+    let out = env.run(&["run", "--rm", "bb", "id"]);
+    out.success();
+    assert_eq!(
+        out.stdout_trimmed(),
+        "uid=0(root) gid=0(root) groups=0(root)",
+        "{out}"
+    );
+}
+
+#[test]
+fn exit_codes_follow_podman() {
+    let env = env_with_busybox();
+    for (args, want) in [
+        (vec!["run", "--rm", "bb", "true"], 0),
+        (vec!["run", "--rm", "bb", "false"], 1),
+        (vec!["run", "--rm", "bb", "sh", "-c", "exit 42"], 42),
+        (vec!["run", "--rm", "bb", "no-such-command"], 127),
+        (vec!["run", "--rm", "bb", "/no/such/path"], 127),
+        (vec!["run", "--rm", "bb", "/etc"], 126),
+        (vec!["run", "--rm", "bb", "/etc/passwd"], 126),
+        (vec!["run", "--rm", "--no-such-flag", "bb", "true"], 125),
+        (vec!["run", "--rm", "no-such-image", "true"], 125),
+        // The kernel ignores SIGKILL sent to a namespace's PID 1 from inside: hence --init.
+        (vec!["run", "--rm", "--init", "bb", "sh", "-c", "kill -9 $$"], 137),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.code, want, "{out}");
+        if (125..=127).contains(&want) {
+            assert!(
+                out.stderr.starts_with("Error: "),
+                "one clear error line expected\n{out}"
+            );
+        }
+    }
+    let missing = env.run(&["run", "--rm", "bb", "no-such-command"]);
+    assert!(
+        missing.stderr.contains("`no-such-command` not found in $PATH"),
+        "{missing}"
+    );
+    let image = env.run(&["run", "--rm", "no-such-image", "true"]);
+    assert!(image.stderr.contains("no-such-image: image not known"), "{image}");
+}
+
+#[test]
+fn environment_workdir_user_and_entrypoint() {
+    let env = env_with_busybox();
+    let dir = tempfile::tempdir_in(env.home()).unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\nOVERRIDDEN=file\n").unwrap();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-e",
+        "OVERRIDDEN=flag",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp/newdir",
+        "--hostname",
+        "box",
+        "bb",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $OVERRIDDEN $HOSTNAME; pwd; hostname",
+    ]);
+    out.success();
+    assert_eq!(out.stdout_trimmed(), "1 yes flag box\n/tmp/newdir\nbox", "{out}");
+
+    let user = env.run(&[
+        "run",
+        "--rm",
+        "-u",
+        "user",
+        "bb",
+        "sh",
+        "-c",
+        "id -u; id -g; echo $HOME",
+    ]);
+    user.success();
+    assert_eq!(user.stdout_trimmed(), "1000\n1000\n/home/user", "{user}");
+    let numeric = env.run(&["run", "--rm", "-u", "4242:4343", "bb", "sh", "-c", "id -u; id -g"]);
+    assert_eq!(numeric.success().stdout_trimmed(), "4242\n4343", "{numeric}");
+    let unknown = env.run(&["run", "--rm", "-u", "nosuchuser", "bb", "true"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("unable to find user nosuchuser"),
+        "{unknown}"
+    );
+
+    let ep = env.run(&["run", "--rm", "--entrypoint", "echo", "bb", "from", "entrypoint"]);
+    assert_eq!(ep.success().stdout_trimmed(), "from entrypoint", "{ep}");
+    let none = env.run(&["run", "--rm", "bb"]);
+    assert_eq!(none.code, 125, "{none}");
+    assert!(
+        none.stderr.contains("no command or entrypoint provided"),
+        "{none}"
+    );
+}
+
+#[test]
+fn import_changes_set_the_default_command() {
+    let env = TestEnv::new();
+    let tar = burrow_tests::image_gen::busybox_rootfs_once();
+    env.run(&[
+        "import",
+        "--change",
+        "CMD [\"echo\", \"default cmd\"]",
+        "--change",
+        "ENV=GREETING=hi",
+        tar.to_str().unwrap(),
+        "withcmd",
+    ])
+    .success();
+    let out = env.run(&["run", "--rm", "withcmd"]);
+    assert_eq!(out.success().stdout_trimmed(), "default cmd", "{out}");
+    let greet = env.run(&["run", "--rm", "withcmd", "sh", "-c", "echo $GREETING"]);
+    assert_eq!(greet.success().stdout_trimmed(), "hi", "{greet}");
+    let bad = env.run(&["import", "--change", "BOGUS x", tar.to_str().unwrap(), "bad"]);
+    assert_eq!(bad.code, 125, "{bad}");
+}
+
+#[test]
+fn container_changes_stay_out_of_the_image() {
+    let env = env_with_busybox();
+    env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "echo changed > /etc/os-release; rm /bin/ls",
+    ])
+    .success();
+    let out = env.run(&["run", "--rm", "bb", "sh", "-c", "cat /etc/os-release; ls /bin/ls"]);
+    out.success();
+    assert!(out.stdout.contains("burrow test busybox"), "{out}");
+}
+
+#[test]
+fn rootfs_directory_runs_directly() {
+    let env = TestEnv::new();
+    let root = env.home().join("exploded");
+    std::fs::create_dir(&root).unwrap();
+    let tar = burrow_tests::image_gen::busybox_rootfs_once();
+    // Unpack without owners (as a user would with plain tar).
+    let status = std::process::Command::new("tar")
+        .args([
+            "-xf",
+            tar.to_str().unwrap(),
+            "-C",
+            root.to_str().unwrap(),
+            "--no-same-owner",
+            "--exclude=srv/fifo",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "sh",
+        "-c",
+        "echo hi > /written; cat /etc/os-release",
+    ]);
+    out.success();
+    assert!(out.stdout.contains("burrow test busybox"), "{out}");
+    assert!(
+        root.join("written").exists(),
+        "--rootfs writes into the directory itself, as Podman"
+    );
+}
+
+/// Lists what is left in the store's container dirs and bundles.
+fn leftovers(env: &TestEnv) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in [
+        env.data_dir().join("burrow/storage/containers"),
+        env.runtime_dir().join("burrow/containers"),
+    ] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            found.extend(entries.flatten().map(|e| e.path().display().to_string()));
+        }
+    }
+    found
+}
+
+#[test]
+fn rm_leaves_no_files_and_no_mounts() {
+    let env = env_with_busybox();
+    for (args, code) in [
+        (
+            vec![
+                "run",
+                "--rm",
+                "bb",
+                "sh",
+                "-c",
+                "echo x > /newfile; mkdir -p /a/b/c",
+            ],
+            0,
+        ),
+        (vec!["run", "--rm", "bb", "false"], 1),
+        (vec!["run", "--rm", "bb", "no-such-command"], 127),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--init",
+                "-u",
+                "user",
+                "bb",
+                "sh",
+                "-c",
+                "kill -9 $$",
+            ],
+            137,
+        ),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.code, code, "{out}");
+        assert_eq!(leftovers(&env), Vec::<String>::new(), "files left after {args:?}");
+    }
+    // No mount of the store is visible in a fresh namespace of the user's.
+    let mounts = env.run(&["unshare", "cat", "/proc/self/mountinfo"]);
+    mounts.success();
+    let store = env.data_dir().join("burrow");
+    assert!(
+        !mounts.stdout.contains(store.to_str().unwrap()),
+        "a mount of the store remained:\n{}",
+        mounts.stdout
+    );
+    // Without --rm the container's files stay.
+    env.run(&["run", "--name", "kept", "bb", "true"]).success();
+    assert_eq!(
+        leftovers(&env).len(),
+        2,
+        "a container without --rm keeps its dirs"
+    );
+}
+
+#[test]
+fn rm_cleans_up_when_burrow_is_terminated() {
+    use std::io::{BufRead, BufReader};
+    let env = env_with_busybox();
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "--init",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 300",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    // SIGTERM to burrow reaches the container (sig-proxy), whose init passes it on.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "the container's exit from SIGTERM");
+    assert_eq!(leftovers(&env), Vec::<String>::new());
+}
+
+#[test]
+fn name_conflicts_are_refused() {
+    let env = env_with_busybox();
+    env.run(&["run", "--name", "one", "bb", "true"]).success();
+    let again = env.run(&["run", "--name", "one", "bb", "true"]);
+    assert_eq!(again.code, 125, "{again}");
+    assert!(
+        again
+            .stderr
+            .contains("the container name \"one\" is already in use"),
+        "{again}"
+    );
+}
