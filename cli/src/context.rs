@@ -38,18 +38,22 @@ impl Engine {
                 created: false,
             }
         } else {
-            let user = nix::unistd::User::from_uid(host_uid.into())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| host_uid.to_string());
-            let mappings = UserMappings::for_user(&user, host_uid, host_gid)?;
-            let joined =
-                pause::join_or_create(&paths.run_root, &mappings).context("setting up the user namespace")?;
+            let user_name = || {
+                nix::unistd::User::from_uid(host_uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_else(|| host_uid.to_string())
+            };
+            let joined = pause::join_or_create(&paths.run_root, || {
+                UserMappings::for_user(&user_name(), host_uid, host_gid)
+            })
+            .context("setting up the user namespace")?;
             if joined.created && joined.is_single_id() {
                 eprintln!(
-                    "WARN: no subordinate id range for user {user:?} in /etc/subuid and /etc/subgid: \
-                     using a single id mapping, so images with files owned by other users will not work"
+                    "WARN: no subordinate id range for user {:?} in /etc/subuid and /etc/subgid: \
+                     using a single id mapping, so images with files owned by other users will not work",
+                    user_name()
                 );
             }
             joined

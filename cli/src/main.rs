@@ -74,3 +74,56 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod man_pages {
+    //! The man pages in man/ are rendered from the command definitions; this test fails when
+    //! they are stale. `BURROW_UPDATE_MAN=1 cargo test -p burrow-cli man_pages` rewrites them.
+
+    use clap::CommandFactory;
+    use std::path::PathBuf;
+
+    fn render(cmd: &clap::Command) -> Vec<u8> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut out)
+            .expect("rendering to memory");
+        out
+    }
+
+    fn pages() -> Vec<(String, Vec<u8>)> {
+        let root = super::Cli::command().name("burrow");
+        let mut pages = vec![("burrow.1".to_string(), render(&root))];
+        let mut stack: Vec<(String, clap::Command)> = root
+            .get_subcommands()
+            .map(|c| (format!("burrow-{}", c.get_name()), c.clone()))
+            .collect();
+        while let Some((name, cmd)) = stack.pop() {
+            stack.extend(
+                cmd.get_subcommands()
+                    .map(|c| (format!("{name}-{}", c.get_name()), c.clone())),
+            );
+            pages.push((format!("{name}.1"), render(&cmd.name(name.clone()))));
+        }
+        pages
+    }
+
+    #[test]
+    fn man_pages_are_current() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../man");
+        let update = std::env::var_os("BURROW_UPDATE_MAN").is_some();
+        for (name, text) in pages() {
+            let path = dir.join(&name);
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            } else {
+                let current = std::fs::read(&path).unwrap_or_default();
+                assert!(
+                    current == text,
+                    "man/{name} is stale: run BURROW_UPDATE_MAN=1 cargo test -p burrow-cli man_pages"
+                );
+            }
+        }
+    }
+}

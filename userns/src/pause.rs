@@ -63,10 +63,14 @@ pub fn pid_file(run_dir: &Path) -> PathBuf {
     run_dir.join("pause.pid")
 }
 
-/// Joins the user's namespace, creating it and its pause process first if needed.
+/// Joins the user's namespace, creating it and its pause process first if needed; the id
+/// mappings are looked up only then (they cost a passwd lookup).
 /// Must be called while the process is single-threaded (setns(2) into a user namespace
 /// refuses multithreaded callers).
-pub fn join_or_create(run_dir: &Path, mappings: &UserMappings) -> Result<Joined, PauseError> {
+pub fn join_or_create(
+    run_dir: &Path,
+    mappings: impl FnOnce() -> Result<UserMappings, IdMapError>,
+) -> Result<Joined, PauseError> {
     if !in_initial_namespace() {
         // Already inside (for example under `burrow unshare`): nothing to join.
         return Ok(Joined {
@@ -96,7 +100,7 @@ pub fn join_or_create(run_dir: &Path, mappings: &UserMappings) -> Result<Joined,
     let pid_path = pid_file(run_dir);
     let (ns, created) = match existing_pause(&pid_path) {
         Some(ns) => (ns, false),
-        None => (create_pause(&pid_path, mappings)?, true),
+        None => (create_pause(&pid_path, &mappings()?)?, true),
     };
     setns(&ns.fd, CloneFlags::CLONE_NEWUSER).map_err(|source| PauseError::Join { pid: ns.pid, source })?;
     Ok(Joined {

@@ -565,7 +565,10 @@ fn run_created(
     let code = foreground::wait(launched, args.interactive).map_err(ExitError::from);
     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous), None);
     let code = code?;
-    store.set_exited(&record.id, code)?;
+    // A --rm container's record goes right after; no need to write its exit first.
+    if !args.rm {
+        store.set_exited(&record.id, code)?;
+    }
     Ok(code)
 }
 
