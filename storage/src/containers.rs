@@ -73,6 +73,18 @@ impl ContainerRecord {
 
 const COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config";
 
+/// Whether `pid` is a live process (a zombie is not: an orphan whose reaper never came,
+/// as under an init that does not reap, is dead all the same).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself hold ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
 /// A container's writable layer.
 #[derive(Debug, Clone)]
 pub struct ContainerDirs {
@@ -181,6 +193,22 @@ impl Store {
             params![id, exit_code.clamp(-1, 255)],
         )?;
         Ok(())
+    }
+
+    /// `--rm` containers whose burrow process was killed (`kill -9` leaves no chance to clean
+    /// up; the container itself died with it): the record says running, the process is gone.
+    pub fn orphaned_auto_remove(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT id, pid FROM containers WHERE auto_remove = 1 AND state = 'running'")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i32>>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, pid)| pid.is_none_or(|p| !process_alive(p)))
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Removes a container's files and record. Every step is tried; the first error is

@@ -337,6 +337,11 @@ pub fn run(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
 
     let engine = Engine::open(global)?;
     let store = &engine.store;
+    for id in store.orphaned_auto_remove()? {
+        if let Err(e) = store.remove_container(&id) {
+            eprintln!("WARN: removing container {id} left by a killed burrow: {e}");
+        }
+    }
     let image = if args.rootfs {
         None
     } else {

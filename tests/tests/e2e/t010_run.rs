@@ -286,6 +286,49 @@ fn rm_cleans_up_when_burrow_is_terminated() {
 }
 
 #[test]
+fn rm_cleans_up_after_burrow_is_killed() {
+    use std::io::{BufRead, BufReader};
+    let env = env_with_busybox();
+    // A sleep nobody else runs, to find the container's process by.
+    let mut child = env
+        .cmd(&["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 3171"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // The container dies with burrow (no process outlives its run): bounded wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003171\x00"))
+    };
+    while sleeping() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container outlived burrow"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        leftovers(&env).len(),
+        2,
+        "a killed burrow leaves its container's files"
+    );
+    // The next run removes what the killed one left.
+    env.run(&["run", "--rm", "bb", "true"]).success();
+    assert_eq!(leftovers(&env), Vec::<String>::new());
+}
+
+#[test]
 fn name_conflicts_are_refused() {
     let env = env_with_busybox();
     env.run(&["run", "--name", "one", "bb", "true"]).success();
