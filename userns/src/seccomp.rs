@@ -818,21 +818,7 @@ mod tests {
     use nix::unistd::{fork, ForkResult};
 
     fn default_caps() -> Vec<String> {
-        [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FOWNER",
-            "CAP_FSETID",
-            "CAP_KILL",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SETFCAP",
-            "CAP_SETGID",
-            "CAP_SETPCAP",
-            "CAP_SETUID",
-            "CAP_SYS_CHROOT",
-        ]
-        .map(String::from)
-        .to_vec()
+        crate::capabilities::default_capabilities()
     }
 
     fn host(caps: &[&str]) -> Host {

@@ -255,43 +255,11 @@ fn rm_leaves_no_files_and_no_mounts() {
     );
 }
 
-#[test]
-fn rm_cleans_up_when_burrow_is_terminated() {
+/// Starts `burrow ARGS` (a container that prints `ready` first) and returns once it has.
+fn spawn_until_ready(env: &TestEnv, args: &[&str]) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let env = env_with_busybox();
     let mut child = env
-        .cmd(&[
-            "run",
-            "--rm",
-            "--init",
-            "bb",
-            "sh",
-            "-c",
-            "echo ready; exec sleep 300",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    // SIGTERM to burrow reaches the container (sig-proxy), whose init passes it on.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "the container's exit from SIGTERM");
-    assert_eq!(leftovers(&env), Vec::<String>::new());
-}
-
-#[test]
-fn rm_cleans_up_after_burrow_is_killed() {
-    use std::io::{BufRead, BufReader};
-    let env = env_with_busybox();
-    // A sleep nobody else runs, to find the container's process by.
-    let mut child = env
-        .cmd(&["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 3171"])
+        .cmd(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -301,6 +269,39 @@ fn rm_cleans_up_after_burrow_is_killed() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
+    child
+}
+
+#[test]
+fn rm_cleans_up_when_burrow_is_terminated() {
+    let env = env_with_busybox();
+    let mut child = spawn_until_ready(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--init",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 300",
+        ],
+    );
+    // SIGTERM to burrow reaches the container (sig-proxy), whose init passes it on.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "the container's exit from SIGTERM");
+    assert_eq!(leftovers(&env), Vec::<String>::new());
+}
+
+#[test]
+fn rm_cleans_up_after_burrow_is_killed() {
+    let env = env_with_busybox();
+    // A sleep nobody else runs, to find the container's process by.
+    let mut child = spawn_until_ready(
+        &env,
+        &["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 3171"],
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     // The container dies with burrow (no process outlives its run): bounded wait for it.
