@@ -297,22 +297,25 @@ fn rm_cleans_up_when_burrow_is_terminated() {
 #[test]
 fn rm_cleans_up_after_burrow_is_killed() {
     let env = env_with_busybox();
-    // A sleep nobody else runs, to find the container's process by.
     let mut child = spawn_until_ready(
         &env,
-        &["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 3171"],
+        &["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 300"],
     );
+    // The container's first process is burrow's only child.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let container = std::path::PathBuf::from(format!("/proc/{}", children.trim()));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
-    // The container dies with burrow (no process outlives its run): bounded wait for it.
+    // The container dies with burrow (no process outlives its run): bounded wait until it is
+    // gone or a zombie (this VM's init does not reap orphans).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let sleeping = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003171\x00"))
+    let alive = || {
+        std::fs::read_to_string(container.join("stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+        })
     };
-    while sleeping() {
+    while alive() {
         assert!(
             std::time::Instant::now() < deadline,
             "the container outlived burrow"
