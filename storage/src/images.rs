@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::layers::{self, IdLimits};
-use crate::{now, random_id, Store, StoreError};
+use crate::{now, random_id, tarsplit, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -19,7 +19,58 @@ pub struct Image {
     /// Layer ids (diff_ids), bottom first.
     pub layers: Vec<String>,
     pub config: ImageConfiguration,
+    /// The configuration as stored (its sha256 is the id).
+    pub config_json: String,
+    /// `sha256:<hex>` of the image's manifest, when it has one.
+    pub digest: Option<String>,
+    /// When the image was stored (seconds since the epoch).
     pub created: i64,
+}
+
+/// Inserts an image row, its layer list and names in `tx`; the layers must have rows.
+/// Returns the id. `manifest` is `(digest, json)`.
+pub(crate) fn insert_image(
+    tx: &rusqlite::Transaction,
+    layers: &[String],
+    config: &str,
+    names: &[String],
+    manifest: Option<(&str, &str)>,
+) -> Result<String, StoreError> {
+    let parsed = ImageConfiguration::from_reader(config.as_bytes())
+        .map_err(|e| StoreError::BadConfig(e.to_string()))?;
+    if parsed.rootfs().diff_ids().len() != layers.len() && !parsed.rootfs().diff_ids().is_empty() {
+        return Err(StoreError::BadConfig(format!(
+            "the configuration lists {} layers, the image has {}",
+            parsed.rootfs().diff_ids().len(),
+            layers.len()
+        )));
+    }
+    let id = layers::hex(&Sha256::digest(config.as_bytes()));
+    tx.execute(
+        "INSERT OR IGNORE INTO images (id, config, created) VALUES (?1, ?2, ?3)",
+        params![id, config, now()],
+    )?;
+    if let Some((digest, json)) = manifest {
+        tx.execute(
+            "UPDATE images SET digest = ?2, manifest = ?3 WHERE id = ?1",
+            params![id, digest, json],
+        )?;
+    }
+    for (position, layer) in layers.iter().enumerate() {
+        tx.execute(
+            "INSERT OR IGNORE INTO image_layers (image_id, position, layer_id) VALUES (?1, ?2, ?3)",
+            params![id, position as i64, layer],
+        )?;
+    }
+    for name in names {
+        // Deleting first moves the name to the end of this image's list (rowid order).
+        tx.execute("DELETE FROM image_names WHERE name = ?1", [name])?;
+        tx.execute(
+            "INSERT INTO image_names (name, image_id) VALUES (?1, ?2)",
+            params![name, id],
+        )?;
+    }
+    Ok(id)
 }
 
 /// Podman's normalisation of an image name: a name without a registry is local
@@ -105,15 +156,34 @@ pub fn normalize_name(name: &str) -> Result<String, StoreError> {
 }
 
 /// Wraps `reader` in a decompressor when its first bytes say gzip.
-fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
+pub(crate) fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
     let head = buffered
         .fill_buf()
         .map_err(|e| StoreError::BadLayer(e.to_string()))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Err(StoreError::BadLayer(
+            "zstd-compressed layers are not supported yet".into(),
+        ))
     } else {
         Ok(Box::new(buffered))
+    }
+}
+
+/// A layer extracted into a temporary directory, not yet in the store.
+pub(crate) struct StagedLayer {
+    tmp: Option<PathBuf>,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+impl Drop for StagedLayer {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_dir_all(tmp);
+        }
     }
 }
 
@@ -121,30 +191,52 @@ impl Store {
     /// Extracts a layer tar (plain or gzip) into the store, once per content: returns its
     /// id. A failed extraction leaves nothing behind.
     pub fn import_layer(&self, reader: impl Read, limits: IdLimits) -> Result<String, StoreError> {
+        let staged = self.stage_layer(reader, limits)?;
+        let id = staged.diff_id.clone();
+        let size = staged.size;
+        self.place_layer(staged)?;
+        self.conn().execute(
+            "INSERT OR IGNORE INTO layers (id, size, created) VALUES (?1, ?2, ?3)",
+            params![id, size as i64, now()],
+        )?;
+        Ok(id)
+    }
+
+    /// Extracts a layer tar (plain or gzip) into a temporary directory of the store, with
+    /// its tar-split (see [`crate::tarsplit`]); dropping the result removes it.
+    pub(crate) fn stage_layer(&self, reader: impl Read, limits: IdLimits) -> Result<StagedLayer, StoreError> {
         let layers_dir = self.paths.layers_dir();
         fs::create_dir_all(&layers_dir).map_err(|e| StoreError::io("creating", &layers_dir, e))?;
         let tmp = layers_dir.join(format!(".tmp-{}", &random_id()[..16]));
         let diff = tmp.join("diff");
         fs::create_dir_all(&diff).map_err(|e| StoreError::io("creating", &diff, e))?;
-        let extracted = decompressed(reader).and_then(|r| layers::extract(r, &diff, limits));
-        let extracted = match extracted {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
+        let mut staged = StagedLayer {
+            tmp: Some(tmp.clone()),
+            diff_id: String::new(),
+            size: 0,
         };
-        let final_dir = layers_dir.join(&extracted.diff_id);
+        let split = tarsplit::Recorder::create(&tmp)?;
+        let extracted =
+            decompressed(reader).and_then(|r| layers::extract_recorded(r, &diff, limits, Some(split)))?;
+        staged.diff_id = extracted.diff_id;
+        staged.size = extracted.size;
+        Ok(staged)
+    }
+
+    /// Moves a staged layer to its place (`layers/<diff_id>`), unless a complete copy is
+    /// there already. Returns whether it was moved (false: the copy was there).
+    pub(crate) fn place_layer(&self, mut staged: StagedLayer) -> Result<bool, StoreError> {
+        let final_dir = self.paths.layers_dir().join(&staged.diff_id);
+        let tmp = staged.tmp.take().expect("a staged layer is placed once");
         if final_dir.exists() {
             let _ = fs::remove_dir_all(&tmp);
-        } else {
-            fs::rename(&tmp, &final_dir).map_err(|e| StoreError::io("storing layer", &final_dir, e))?;
+            return Ok(false);
         }
-        self.conn().execute(
-            "INSERT OR IGNORE INTO layers (id, size, created) VALUES (?1, ?2, ?3)",
-            params![extracted.diff_id, extracted.size as i64, now()],
-        )?;
-        Ok(extracted.diff_id)
+        if let Err(e) = fs::rename(&tmp, &final_dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(StoreError::io("storing layer", &final_dir, e));
+        }
+        Ok(true)
     }
 
     /// The extracted tree of a layer.
@@ -179,53 +271,42 @@ impl Store {
         Ok(dir)
     }
 
-    /// Records an image made of `layers` (bottom first) with `config`, and gives it `names`
-    /// (taken away from any image that had them).
+    /// Records an image made of `layers` (bottom first, already in the store) with
+    /// `config`, and gives it `names` (taken away from any image that had them).
     pub fn create_image(
         &mut self,
         layers: &[String],
         config: &str,
         names: &[String],
     ) -> Result<Image, StoreError> {
-        let parsed = ImageConfiguration::from_reader(config.as_bytes())
-            .map_err(|e| StoreError::BadConfig(e.to_string()))?;
-        let id = layers::hex(&Sha256::digest(config.as_bytes()));
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO images (id, config, created) VALUES (?1, ?2, ?3)",
-            params![id, config, now()],
-        )?;
-        for (position, layer) in layers.iter().enumerate() {
-            tx.execute(
-                "INSERT OR IGNORE INTO image_layers (image_id, position, layer_id) VALUES (?1, ?2, ?3)",
-                params![id, position as i64, layer],
-            )?;
-        }
-        for name in names {
-            tx.execute(
-                "INSERT OR REPLACE INTO image_names (name, image_id) VALUES (?1, ?2)",
-                params![name, id],
-            )?;
-        }
+        let id = insert_image(&tx, layers, config, names, None)?;
         tx.commit()?;
-        let _ = parsed;
         self.image_by_id(&id)?
             .ok_or_else(|| StoreError::ImageNotKnown(id))
     }
 
-    fn image_by_id(&self, id: &str) -> Result<Option<Image>, StoreError> {
+    pub(crate) fn image_by_id(&self, id: &str) -> Result<Option<Image>, StoreError> {
         let row = self
             .conn()
-            .query_row("SELECT config, created FROM images WHERE id = ?1", [id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
+            .query_row(
+                "SELECT config, created, digest FROM images WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
             .optional()?;
-        let Some((config, created)) = row else {
+        let Some((config_json, created, digest)) = row else {
             return Ok(None);
         };
-        let config = ImageConfiguration::from_reader(config.as_bytes())
+        let config = ImageConfiguration::from_reader(config_json.as_bytes())
             .map_err(|e| StoreError::BadConfig(e.to_string()))?;
         let mut stmt = self
             .conn()
@@ -235,7 +316,7 @@ impl Store {
             .collect::<Result<Vec<String>, _>>()?;
         let mut stmt = self
             .conn()
-            .prepare_cached("SELECT name FROM image_names WHERE image_id = ?1 ORDER BY name")?;
+            .prepare_cached("SELECT name FROM image_names WHERE image_id = ?1 ORDER BY rowid")?;
         let names = stmt
             .query_map([id], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
@@ -244,6 +325,8 @@ impl Store {
             names,
             layers,
             config,
+            config_json,
+            digest,
             created,
         }))
     }

@@ -11,16 +11,17 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::StoreError;
+use crate::{tarsplit, StoreError};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-/// Passes bytes through while hashing and counting them.
+/// Passes bytes through while hashing and counting them (and recording the tar-split).
 struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     size: u64,
+    split: Option<tarsplit::Shared>,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -28,6 +29,9 @@ impl<R: Read> Read for Hashing<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        if let Some(split) = &self.split {
+            split.borrow_mut().consume(&buf[..n])?;
+        }
         Ok(n)
     }
 }
@@ -54,10 +58,21 @@ pub struct Extracted {
 /// path traversal, e.g. CVE-2019-14271 / CVE-2018-15664), and owners the namespace cannot
 /// represent fail with an error that names the file and /etc/subuid.
 pub fn extract(reader: impl Read, dest: &Path, limits: IdLimits) -> Result<Extracted, StoreError> {
+    extract_recorded(reader, dest, limits, None)
+}
+
+/// [`extract`], also recording the stream's tar-split (see [`tarsplit`]) when given one.
+pub fn extract_recorded(
+    reader: impl Read,
+    dest: &Path,
+    limits: IdLimits,
+    split: Option<tarsplit::Shared>,
+) -> Result<Extracted, StoreError> {
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
         size: 0,
+        split: split.clone(),
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -80,11 +95,37 @@ pub fn extract(reader: impl Read, dest: &Path, limits: IdLimits) -> Result<Extra
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let rel = relative(&path);
+            if let (Some(split), Some(rel)) = (&split, &rel) {
+                let replaced = match name.strip_prefix(WHITEOUT_PREFIX) {
+                    Some(hidden) => rel.with_file_name(hidden),
+                    None => rel.clone(),
+                };
+                split.borrow_mut().before_replace(&replaced)?;
+            }
             if name.starts_with(WHITEOUT_PREFIX) {
                 whiteout(dest, &path, &name, uid as u32, gid as u32)?;
                 continue;
             }
-            let is_dir = entry.header().entry_type().is_dir();
+            let kind = entry.header().entry_type();
+            if let (Some(split), Some(rel), true) = (
+                &split,
+                &rel,
+                matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) && entry.size() > 0,
+            ) {
+                split
+                    .borrow_mut()
+                    .begin_content(rel, entry.size())
+                    .map_err(|e| StoreError::io("recording", dest, e))?;
+            }
+            if kind == tar::EntryType::Fifo {
+                // tar's unpack would make a regular file of it.
+                let mode = entry.header().mode().map_err(bad)?;
+                let mtime = entry.header().mtime().unwrap_or(0);
+                fifo(dest, &path, mode, uid as u32, gid as u32, mtime as i64)?;
+                continue;
+            }
+            let is_dir = kind.is_dir();
             let unpacked = entry
                 .unpack_in(dest)
                 .map_err(|e| StoreError::BadLayer(format!("{}: {e}", path.display())))?;
@@ -107,10 +148,29 @@ pub fn extract(reader: impl Read, dest: &Path, limits: IdLimits) -> Result<Extra
     }
     // Trailing padding after the end-of-archive blocks belongs to the digest too.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| StoreError::BadLayer(e.to_string()))?;
+    if let Some(split) = &split {
+        split
+            .borrow_mut()
+            .finish()
+            .map_err(|e| StoreError::io("recording", dest, e))?;
+    }
     Ok(Extracted {
         diff_id: hex(&hashing.hasher.finalize()),
         size: hashing.size,
     })
+}
+
+/// Where tar's `unpack_in` puts `path` inside the layer: normal components only.
+fn relative(path: &Path) -> Option<PathBuf> {
+    let mut rel = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::Normal(c) => rel.push(c),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            Component::ParentDir => return None,
+        }
+    }
+    (!rel.as_os_str().is_empty()).then_some(rel)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -208,6 +268,32 @@ fn whiteout(dest: &Path, path: &Path, name: &str, uid: u32, gid: u32) -> Result<
     }
     std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
         .map_err(|e| StoreError::io("chown", &target, e))?;
+    Ok(())
+}
+
+/// A FIFO at `path` inside `dest`, with its owner, mode and mtime.
+fn fifo(dest: &Path, path: &Path, mode: u32, uid: u32, gid: u32, mtime: i64) -> Result<(), StoreError> {
+    let parent = parent_inside(dest, path)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| StoreError::BadLayer(format!("{}: invalid name", path.display())))?;
+    let target = parent.join(name);
+    let _ = fs::remove_file(&target);
+    let c = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| StoreError::BadLayer(path.display().to_string()))?;
+    // SAFETY: valid path; FIFOs need no privilege.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFIFO | 0o600, 0) } < 0 {
+        return Err(StoreError::io(
+            "creating fifo",
+            &target,
+            io::Error::last_os_error(),
+        ));
+    }
+    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
+        .map_err(|e| StoreError::io("chown", &target, e))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| StoreError::io("chmod", &target, e))?;
+    let _ = set_mtime(&target, mtime);
     Ok(())
 }
 

@@ -1,0 +1,153 @@
+//! `burrow image inspect` and `burrow inspect` (images): Podman's JSON for each image.
+
+use anyhow::{anyhow, bail, Result};
+use burrow_storage::{Image, Store};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::format::{self, Format};
+use super::imageutil;
+use crate::context::Engine;
+use crate::exit::ExitError;
+use crate::GlobalOptions;
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Format the output using the given Go template, or json
+    #[arg(short, long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Specify inspect-object type (burrow inspects images so far)
+    #[arg(short, long = "type", default_value = "all", value_name = "TYPE")]
+    kind: String,
+    /// Display the total file size (accepted; sizes are always shown)
+    #[arg(short, long)]
+    size: bool,
+    #[arg(required = true, value_name = "IMAGE")]
+    names: Vec<String>,
+}
+
+/// Podman's `ImageData`, the fields burrow has.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageData {
+    id: String,
+    digest: String,
+    repo_tags: Vec<String>,
+    repo_digests: Vec<String>,
+    parent: String,
+    comment: String,
+    created: String,
+    config: Value,
+    version: String,
+    author: String,
+    architecture: String,
+    os: String,
+    size: u64,
+    virtual_size: u64,
+    graph_driver: Value,
+    #[serde(rename = "RootFS")]
+    root_fs: Value,
+    labels: Value,
+    annotations: Value,
+    manifest_type: String,
+    user: String,
+    history: Value,
+    names_history: Vec<String>,
+}
+
+fn image_data(
+    store: &Store,
+    image: &Image,
+    sizes: &std::collections::HashMap<String, u64>,
+) -> Result<ImageData> {
+    let raw: Value = serde_json::from_str(&image.config_json)?;
+    let size = imageutil::size(image, sizes);
+    let manifest_type = store
+        .image_manifest(&image.id)?
+        .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+    let lower: Vec<String> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_dir(l).display().to_string())
+        .collect();
+    Ok(ImageData {
+        id: image.id.clone(),
+        digest: image.digest.clone().unwrap_or_default(),
+        repo_tags: image.names.clone(),
+        repo_digests: imageutil::repo_digests(image),
+        parent: String::new(),
+        comment: raw["comment"].as_str().unwrap_or_default().into(),
+        created: imageutil::rfc3339(imageutil::created(image)),
+        config: raw
+            .get("config")
+            .cloned()
+            .filter(|c| !c.is_null())
+            .unwrap_or_else(|| json!({})),
+        version: raw["docker_version"].as_str().unwrap_or_default().into(),
+        author: raw["author"].as_str().unwrap_or_default().into(),
+        architecture: raw["architecture"].as_str().unwrap_or_default().into(),
+        os: raw["os"].as_str().unwrap_or_default().into(),
+        size,
+        virtual_size: size,
+        graph_driver: json!({"Name": "overlay", "Data": {"LowerDir": lower.join(":")}}),
+        root_fs: json!({
+            "Type": "layers",
+            "Layers": image.layers.iter().map(|l| format!("sha256:{l}")).collect::<Vec<_>>(),
+        }),
+        labels: imageutil::labels(image),
+        annotations: json!({}),
+        manifest_type,
+        user: raw["config"]["User"].as_str().unwrap_or_default().into(),
+        history: raw
+            .get("history")
+            .cloned()
+            .filter(|h| !h.is_null())
+            .unwrap_or_else(|| json!([])),
+        names_history: Vec::new(),
+    })
+}
+
+/// `image inspect` (`top_level` false) or `inspect` (its error text differs, as Podman's).
+pub fn inspect(args: InspectArgs, global: &GlobalOptions, top_level: bool) -> Result<i32> {
+    if !matches!(args.kind.as_str(), "all" | "image") {
+        bail!(
+            "burrow inspects images only so far: --type {} is not supported",
+            args.kind
+        );
+    }
+    let format = args.format.as_deref().map(Format::parse).transpose()?;
+    let engine = Engine::open(global)?;
+    let store = &engine.store;
+    let sizes = store.layer_sizes()?;
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in &args.names {
+        match store.image(name) {
+            Ok(image) => found.push(image_data(store, &image, &sizes)?),
+            Err(_) if top_level => errors.push(format!("no such object: {name:?}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    match &format {
+        None | Some(Format::Json) => println!("{}", format::json_pretty(&found)),
+        Some(f) => {
+            let rows: Vec<Value> = found.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+            format::print(f, &rows, &[])?;
+        }
+    }
+    match errors.pop() {
+        None => Ok(0),
+        Some(last) => {
+            for e in errors {
+                eprintln!("Error: inspecting object: {e}");
+            }
+            Err(anyhow!(ExitError {
+                code: 125,
+                message: format!("inspecting object: {last}"),
+            }))
+        }
+    }
+}
