@@ -19,7 +19,8 @@ impl Engine {
     /// Resolves the paths, joins (or creates) the user namespace, and opens the store.
     /// Must run before any thread exists.
     pub fn open(global: &GlobalOptions) -> anyhow::Result<Engine> {
-        let (paths, notice) = StorePaths::for_current_user(global.root.clone(), global.runroot.clone())?;
+        let (host_uid, host_gid, inside) = host_ids()?;
+        let (paths, notice) = store_paths(global, host_uid)?;
         if let Some(PathNotice::RuntimeDirFallback { used }) = notice {
             eprintln!(
                 "WARN: XDG_RUNTIME_DIR is not set (as after `su` or under cron); using {} for runtime state. \
@@ -28,9 +29,7 @@ impl Engine {
             );
         }
         paths.create()?;
-        let host_uid = nix::unistd::getuid().as_raw();
-        let host_gid = nix::unistd::getgid().as_raw();
-        let userns = if host_uid == 0 {
+        let userns = if host_uid == 0 && !inside {
             // Root needs no user namespace of its own.
             pause::Joined {
                 uid_map: vec![],
@@ -80,4 +79,33 @@ impl Engine {
             gids: burrow_userns::idmap::id_count(&self.userns.gid_map),
         }
     }
+}
+
+/// The store's paths for the user with host uid `uid`, with --root/--runroot applied.
+pub fn store_paths(global: &GlobalOptions, uid: u32) -> anyhow::Result<(StorePaths, Option<PathNotice>)> {
+    Ok(StorePaths::for_user(
+        uid,
+        global.root.clone(),
+        global.runroot.clone(),
+    )?)
+}
+
+/// The caller's uid and gid on the host, and whether it already runs inside burrow's user
+/// namespace (a monitor, or `burrow unshare burrow ...`), where it is uid 0.
+pub fn host_ids() -> anyhow::Result<(u32, u32, bool)> {
+    if pause::in_initial_namespace() {
+        return Ok((
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+            false,
+        ));
+    }
+    let outside_of_root = |file: &str| -> anyhow::Result<u32> {
+        let maps = burrow_userns::idmap::current_map(file)?;
+        maps.iter()
+            .find(|m| m.inside == 0)
+            .map(|m| m.outside)
+            .ok_or_else(|| anyhow::anyhow!("this user namespace maps no root: run burrow outside of it"))
+    };
+    Ok((outside_of_root("uid_map")?, outside_of_root("gid_map")?, true))
 }

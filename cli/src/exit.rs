@@ -29,5 +29,16 @@ impl From<burrow_userns::RuntimeError> for ExitError {
 
 /// The one-line message for an error: its context chain, outermost first.
 pub fn message(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let mut text = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        // Errors that already show their source (ours do) would repeat it.
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }

@@ -3,6 +3,8 @@
 mod commands;
 mod context;
 mod exit;
+mod launch;
+mod monitor;
 mod userspec;
 
 use clap::Parser;
@@ -94,13 +96,17 @@ mod man_pages {
     fn pages() -> Vec<(String, Vec<u8>)> {
         let root = super::Cli::command().name("burrow");
         let mut pages = vec![("burrow.1".to_string(), render(&root))];
+        // Hidden commands (a monitor's mode) are not for people: no page.
+        let visible = |c: &&clap::Command| !c.is_hide_set();
         let mut stack: Vec<(String, clap::Command)> = root
             .get_subcommands()
+            .filter(visible)
             .map(|c| (format!("burrow-{}", c.get_name()), c.clone()))
             .collect();
         while let Some((name, cmd)) = stack.pop() {
             stack.extend(
                 cmd.get_subcommands()
+                    .filter(visible)
                     .map(|c| (format!("{name}-{}", c.get_name()), c.clone())),
             );
             pages.push((format!("{name}.1"), render(&cmd.name(name.clone()))));

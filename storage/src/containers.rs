@@ -53,6 +53,13 @@ pub struct ContainerRecord {
     pub exit_code: Option<i32>,
     pub auto_remove: bool,
     pub config: String,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    /// The monitor of a detached container.
+    pub monitor_pid: Option<i32>,
+    /// `stop` or `kill` asked for the end: the monitor does not restart it.
+    pub stop_requested: bool,
+    pub restarts: i64,
 }
 
 impl ContainerRecord {
@@ -67,15 +74,22 @@ impl ContainerRecord {
             exit_code: r.get(6)?,
             auto_remove: r.get(7)?,
             config: r.get(8)?,
+            started: r.get(9)?,
+            finished: r.get(10)?,
+            monitor_pid: r.get(11)?,
+            stop_requested: r.get(12)?,
+            restarts: r.get(13)?,
         })
     }
 }
 
-const COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config";
+const COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config, \
+                       started, finished, monitor_pid, stop_requested, restarts";
+const INSERT_COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config";
 
 /// Whether `pid` is a live process (a zombie is not: an orphan whose reaper never came,
 /// as under an init that does not reap, is dead all the same).
-fn process_alive(pid: i32) -> bool {
+pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name, which may itself hold ')'.
         Ok(stat) => stat
@@ -101,7 +115,7 @@ impl Store {
         let name = loop {
             let name = new.name.map(str::to_string).unwrap_or_else(random_name);
             let inserted = self.conn().execute(
-                &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, 'created', NULL, NULL, ?5, ?6)"),
+                &format!("INSERT INTO containers ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, 'created', NULL, NULL, ?5, ?6)"),
                 params![id, name, new.image_id, now(), new.auto_remove, new.config],
             );
             match inserted {
@@ -179,19 +193,65 @@ impl Store {
         Ok(all)
     }
 
-    pub fn set_running(&self, id: &str, pid: i32) -> Result<(), StoreError> {
+    /// Records that the container runs as `pid`, watched by `monitor_pid` when detached.
+    pub fn set_running(&self, id: &str, pid: i32, monitor_pid: Option<i32>) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE containers SET state = 'running', pid = ?2, exit_code = NULL WHERE id = ?1",
-            params![id, pid],
+            "UPDATE containers SET state = 'running', pid = ?2, monitor_pid = ?3, exit_code = NULL, \
+             started = ?4, finished = NULL WHERE id = ?1",
+            params![id, pid, monitor_pid, now()],
         )?;
         Ok(())
     }
 
     pub fn set_exited(&self, id: &str, exit_code: i32) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2 WHERE id = ?1",
-            params![id, exit_code.clamp(-1, 255)],
+            "UPDATE containers SET state = 'exited', pid = NULL, monitor_pid = NULL, exit_code = ?2, \
+             finished = ?3 WHERE id = ?1",
+            params![id, exit_code.clamp(-1, 255), now()],
         )?;
+        Ok(())
+    }
+
+    /// Replaces what the container was created with.
+    pub fn set_config(&self, id: &str, config: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id, config],
+        )?;
+        Ok(())
+    }
+
+    /// Marks that the user stopped the container (its restart policy no longer applies), or
+    /// clears the mark when it is started again.
+    pub fn set_stop_requested(&self, id: &str, requested: bool) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET stop_requested = ?2 WHERE id = ?1",
+            params![id, requested],
+        )?;
+        Ok(())
+    }
+
+    pub fn count_restart(&self, id: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET restarts = restarts + 1 WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// Finds out the truth about a container whose record says it runs: if its process is
+    /// gone (its monitor was killed, say), the record says exited from now on.
+    pub fn refresh_state(&self, c: &mut ContainerRecord) -> Result<(), StoreError> {
+        if c.state != ContainerState::Running || c.pid.is_some_and(process_alive) {
+            return Ok(());
+        }
+        // Only if no monitor recorded the real exit meanwhile: -1 says the code is unknown.
+        self.conn().execute(
+            "UPDATE containers SET state = 'exited', pid = NULL, monitor_pid = NULL, exit_code = -1, \
+             finished = ?3 WHERE id = ?1 AND state = 'running' AND pid IS ?2",
+            params![c.id, c.pid, now()],
+        )?;
+        *c = self.container(&c.id)?;
         Ok(())
     }
 

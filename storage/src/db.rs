@@ -45,6 +45,15 @@ const MIGRATIONS: &[&str] = &[
         config TEXT NOT NULL              -- JSON: what the container was created with
     );
     CREATE INDEX containers_by_image ON containers(image_id);",
+    // 2: the manifest an image came with (or one made for it), for Digest and `save`.
+    "ALTER TABLE images ADD COLUMN digest TEXT;   -- sha256:<hex> of manifest
+    ALTER TABLE images ADD COLUMN manifest TEXT;  -- JSON, as received or made at load",
+    // 3: what detached containers and their monitors need.
+    "ALTER TABLE containers ADD COLUMN started INTEGER;              -- unix seconds
+    ALTER TABLE containers ADD COLUMN finished INTEGER;
+    ALTER TABLE containers ADD COLUMN monitor_pid INTEGER;
+    ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0; -- no restart
+    ALTER TABLE containers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

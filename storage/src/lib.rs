@@ -4,18 +4,22 @@
 //! Every function that writes layer or container files expects to run inside the user's
 //! user namespace (files owned by subordinate ids are created and removed there).
 
+mod archive;
 mod containers;
 mod db;
+mod image_ops;
 mod images;
 pub mod layers;
 mod names;
 mod paths;
+pub mod tarsplit;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-pub use containers::{ContainerDirs, ContainerRecord, ContainerState, NewContainer};
+pub use archive::{ArchiveFormat, LoadedImage};
+pub use containers::{process_alive, ContainerDirs, ContainerRecord, ContainerState, NewContainer};
 pub use images::{normalize_name, Image};
 pub use layers::IdLimits;
 pub use paths::{PathNotice, StorePaths};
@@ -49,7 +53,7 @@ pub enum StoreError {
     ImageNotKnown(String),
     #[error("invalid reference format: {0:?}")]
     BadReference(String),
-    #[error("no such container: {0}")]
+    #[error("no container with name or ID {0:?} found: no such container")]
     NoSuchContainer(String),
     #[error(
         "the container name {name:?} is already in use by {id}. You have to remove that container to be able to reuse that name: that name is already in use"
@@ -57,6 +61,14 @@ pub enum StoreError {
     NameInUse { name: String, id: String },
     #[error("invalid image configuration: {0}")]
     BadConfig(String),
+    #[error("invalid image archive: {0}")]
+    BadArchive(String),
+    #[error("{what}: digest mismatch: expected {expected}, got {got}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        got: String,
+    },
 }
 
 impl StoreError {

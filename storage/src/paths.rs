@@ -23,13 +23,13 @@ pub enum PathNotice {
 }
 
 impl StorePaths {
-    /// The default paths for the calling user, from the environment. Must be called before
-    /// joining the user namespace (it looks at the real uid).
-    pub fn for_current_user(
+    /// The default paths for the user with host uid `uid` (0: root, the system store), from
+    /// the environment.
+    pub fn for_user(
+        uid: u32,
         graph_root: Option<PathBuf>,
         run_root: Option<PathBuf>,
     ) -> Result<(StorePaths, Option<PathNotice>), StoreError> {
-        let uid = nix::unistd::getuid().as_raw();
         let graph_root = match graph_root {
             Some(p) => p,
             None if uid == 0 => PathBuf::from("/var/lib/burrow/storage"),

@@ -16,7 +16,7 @@ use crate::spec::DEFAULT_DEVICES;
 use crate::SetupError;
 
 /// Where the container's root filesystem comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RootfsSource {
     /// Kernel overlayfs: image layers (top first) under the container's own upper dir.
     Overlay {

@@ -56,6 +56,9 @@ pub struct LaunchOptions<'a> {
     pub init: bool,
     /// Give the container our stdin (`-i` without `-t`); otherwise /dev/null.
     pub keep_stdin: bool,
+    /// Where the container's stdout and stderr go instead of ours (without `-t`), e.g. the
+    /// pipes a monitor logs from.
+    pub output: Option<(RawFd, RawFd)>,
 }
 
 /// A started container's first process and our ends of its channels.
@@ -342,6 +345,18 @@ fn setup_and_exec(
     // Die with the burrow process that started us: nothing may outlive a foreground run.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| fail("prctl", e))?;
 
+    // In a nested user namespace nothing else may happen before the id maps are written:
+    // until then our own id is unmapped there, and overlayfs refuses such a mounter.
+    if let Some(sync) = sync {
+        let mut byte = [0u8; 1];
+        if File::from(sync).read(&mut byte).map(|n| n != 1).unwrap_or(true) {
+            return Err(ChildFailure {
+                message: "the id maps were not written".into(),
+                exit_code: 125,
+            });
+        }
+    }
+
     // Our mounts must never propagate anywhere else.
     nix::mount::mount(
         None::<&str>,
@@ -357,14 +372,7 @@ fn setup_and_exec(
     }
     let prepared = mount::prepare(spec, &rootfs).map_err(setup_failure)?;
 
-    if let Some(sync) = sync {
-        let mut byte = [0u8; 1];
-        if File::from(sync).read(&mut byte).map(|n| n != 1).unwrap_or(true) {
-            return Err(ChildFailure {
-                message: "the id maps were not written".into(),
-                exit_code: 125,
-            });
-        }
+    if namespace_flags(spec) & libc::CLONE_NEWUSER != 0 {
         // Root of the nested namespace from here on (files it creates need a mapped owner);
         // what lies in the user's private directories was opened above.
         nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| fail("setresgid", e))?;
@@ -410,15 +418,24 @@ fn setup_and_exec(
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(peer.as_raw_fd(), fd) };
         }
-    } else if !opts.keep_stdin {
-        let null = File::open("/dev/null").map_err(|e| {
-            fail(
-                "opening /dev/null",
-                Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-            )
-        })?;
-        // SAFETY: dup2 onto stdin.
-        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    } else {
+        if let Some((out, err)) = opts.output {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe {
+                libc::dup2(out, 1);
+                libc::dup2(err, 2);
+            }
+        }
+        if !opts.keep_stdin {
+            let null = File::open("/dev/null").map_err(|e| {
+                fail(
+                    "opening /dev/null",
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                )
+            })?;
+            // SAFETY: dup2 onto stdin.
+            unsafe { libc::dup2(null.as_raw_fd(), 0) };
+        }
     }
 
     let env: Vec<String> = process.env().clone().unwrap_or_default();

@@ -1,18 +1,79 @@
 //! One file per command; each parses its flags and calls the engine crates.
 
+pub mod create;
+mod history;
+mod image;
+mod images;
+mod imageutil;
 mod import;
+mod netstack;
+mod inspect;
+mod load;
+mod logs;
+mod monitor;
+mod ps;
+mod rm;
+mod rmi;
 mod run;
+mod save;
+mod start;
+mod stop;
 mod system;
+mod tag;
 mod unshare;
+mod wait;
 
 use crate::GlobalOptions;
+
+// The `--format` engine (cli/src/format.rs), declared here so that main.rs need not change.
+#[path = "../format.rs"]
+pub mod format;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run a command in a new container
     Run(Box<run::RunArgs>),
+    /// Create but do not start a container
+    Create(Box<create::CreateArgs>),
+    /// Start one or more containers
+    Start(start::StartArgs),
+    /// List containers
+    #[command(visible_alias = "list")]
+    Ps(ps::PsArgs),
+    /// Stop one or more containers
+    Stop(stop::StopArgs),
+    /// Kill one or more running containers with a specific signal
+    Kill(stop::KillArgs),
+    /// Remove one or more containers
+    Rm(rm::RmArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Block on one or more containers
+    Wait(wait::WaitArgs),
+    /// A detached container's monitor (internal)
+    #[command(name = "__monitor", hide = true)]
+    Monitor(monitor::MonitorArgs),
+    /// Show history of a specified image
+    History(history::HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// List images in local storage
+    Images(images::ImagesArgs),
     /// Import a tarball to create a filesystem image
     Import(import::ImportArgs),
+    /// Display the configuration of an object (images so far)
+    Inspect(inspect::InspectArgs),
+    /// Load image(s) from a tar archive
+    Load(load::LoadArgs),
+    /// Remove one or more images from local storage
+    Rmi(rmi::RmiArgs),
+    /// Save image(s) to an archive
+    Save(save::SaveArgs),
+    /// Add an additional name to a local image
+    Tag(tag::TagArgs),
+    /// Remove a name from a local image
+    Untag(tag::UntagArgs),
     /// Run a command in a modified user namespace
     Unshare(unshare::UnshareArgs),
     /// Manage burrow
@@ -20,15 +81,37 @@ pub enum Command {
     System(system::SystemCommand),
     /// Display the burrow version information
     Version,
+    /// The userspace network stack of a container (internal)
+    #[command(name = "__netstack", hide = true)]
+    Netstack(netstack::NetstackArgs),
 }
 
 /// Runs a command; returns the exit code.
 pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32> {
     match command {
         Command::Run(args) => run::run(*args, global),
+        Command::Create(args) => create::create(*args, global),
+        Command::Start(args) => start::start(args, global),
+        Command::Ps(args) => ps::ps(args, global),
+        Command::Stop(args) => stop::stop(args, global),
+        Command::Kill(args) => stop::kill(args, global),
+        Command::Rm(args) => rm::rm(args, global),
+        Command::Logs(args) => logs::logs(args, global),
+        Command::Wait(args) => wait::wait(args, global),
+        Command::Monitor(args) => monitor::monitor(args, global),
+        Command::History(args) => history::history(args, global),
+        Command::Image(cmd) => image::image(cmd, global),
+        Command::Images(args) => images::images(args, global),
         Command::Import(args) => import::import(args, global),
+        Command::Inspect(args) => inspect::inspect(args, global, true),
+        Command::Load(args) => load::load(args, global),
+        Command::Rmi(args) => rmi::rmi(args, global),
+        Command::Save(args) => save::save(args, global),
+        Command::Tag(args) => tag::tag(args, global),
+        Command::Untag(args) => tag::untag(args, global),
         Command::Unshare(args) => unshare::unshare(args, global),
         Command::System(cmd) => system::system(cmd, global),
+        Command::Netstack(args) => netstack::netstack(args),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

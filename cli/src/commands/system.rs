@@ -12,8 +12,8 @@ pub enum SystemCommand {
 pub fn system(cmd: SystemCommand, global: &GlobalOptions) -> anyhow::Result<i32> {
     match cmd {
         SystemCommand::Migrate => {
-            let (paths, _) =
-                burrow_storage::StorePaths::for_current_user(global.root.clone(), global.runroot.clone())?;
+            let (uid, _, _) = crate::context::host_ids()?;
+            let (paths, _) = crate::context::store_paths(global, uid)?;
             burrow_userns::pause::stop(&paths.run_root);
             Ok(0)
         }

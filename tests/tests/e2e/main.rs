@@ -10,3 +10,6 @@ mod t010_run;
 mod t020_userns;
 mod t030_security;
 mod t040_terminal;
+mod t050_lifecycle;
+mod t100_images;
+mod t110_load_save;

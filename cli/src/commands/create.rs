@@ -1,0 +1,547 @@
+//! `burrow create`: a container from an image (or `--rootfs DIR`), with everything it needs
+//! to start recorded in the store. `run` is `create` plus starting it.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use burrow_storage::{ContainerRecord, Image, NewContainer};
+use burrow_userns::idmap::{self, IdMapping};
+use burrow_userns::mount::RootfsSource;
+use burrow_userns::process;
+use burrow_userns::spec::{self, NetworkMode, SpecOptions};
+use burrow_userns::{capabilities, seccomp};
+use sha2::{Digest, Sha256};
+
+use crate::context::Engine;
+use crate::exit::ExitError;
+use crate::launch::{Launch, RestartPolicy};
+use crate::userspec;
+use crate::GlobalOptions;
+
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Set environment variables in container
+    #[arg(short = 'e', long = "env", value_name = "ENV")]
+    pub(crate) env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub(crate) env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub(crate) workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long = "user")]
+    pub(crate) user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long, value_name = "CMD")]
+    pub(crate) entrypoint: Option<String>,
+    /// Set container hostname
+    #[arg(short = 'h', long)]
+    pub(crate) hostname: Option<String>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Allocate a pseudo-TTY for container
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
+    /// Remove container (and pod if created) after exit
+    #[arg(long)]
+    pub(crate) rm: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub(crate) init: bool,
+    /// User namespace to use: "" (default), keep-id
+    #[arg(long, value_name = "MODE")]
+    pub(crate) userns: Option<String>,
+    /// UID map to use for the user namespace (CONTAINER_ID:HOST_ID:SIZE)
+    #[arg(long, value_name = "MAPPING")]
+    pub(crate) uidmap: Vec<String>,
+    /// GID map to use for the user namespace (CONTAINER_ID:HOST_ID:SIZE)
+    #[arg(long, value_name = "MAPPING")]
+    pub(crate) gidmap: Vec<String>,
+    /// Add capabilities to the container
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub(crate) cap_add: Vec<String>,
+    /// Drop capabilities from the container
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub(crate) cap_drop: Vec<String>,
+    /// Give extended privileges to container
+    #[arg(long)]
+    pub(crate) privileged: bool,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges, label=disable, mask=PATHS, unmask=PATHS|ALL
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub(crate) security_opt: Vec<String>,
+    /// Make the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    pub(crate) read_only: bool,
+    /// Network mode: none (default until the userspace network lands), host
+    #[arg(long = "network", visible_alias = "net", value_name = "MODE")]
+    pub(crate) network: Option<String>,
+    /// The first argument is not an image but the root filesystem to use
+    #[arg(long)]
+    pub(crate) rootfs: bool,
+    /// Memory limit (cannot be applied: no cgroup is delegated to users here)
+    #[arg(short = 'm', long)]
+    pub(crate) memory: Option<String>,
+    /// Number of CPUs (cannot be applied: no cgroup is delegated to users here)
+    #[arg(long)]
+    pub(crate) cpus: Option<String>,
+    /// Tune container pids limit (cannot be applied: no cgroup is delegated to users here)
+    #[arg(long = "pids-limit")]
+    pub(crate) pids_limit: Option<String>,
+    /// Restart policy to apply when a container exits: no, on-failure[:max_retries], always, unless-stopped
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) restart: Option<String>,
+    /// Signal to stop a container (default: the image's, else SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub(crate) stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container before it is killed
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub(crate) stop_timeout: Option<u32>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub(crate) help: Option<bool>,
+    /// Image to run (or root filesystem with --rootfs)
+    pub(crate) image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// What `--security-opt` asked for.
+#[derive(Debug, Default)]
+struct SecurityOptions {
+    seccomp_profile: Option<PathBuf>,
+    seccomp_unconfined: bool,
+    no_new_privileges: bool,
+    mask: Vec<String>,
+    unmask: Vec<String>,
+}
+
+fn parse_security_opts(opts: &[String]) -> anyhow::Result<SecurityOptions> {
+    let mut parsed = SecurityOptions::default();
+    for opt in opts {
+        let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => parsed.seccomp_unconfined = true,
+            ("seccomp", path) if !path.is_empty() => parsed.seccomp_profile = Some(PathBuf::from(path)),
+            ("no-new-privileges", "" | "true") => parsed.no_new_privileges = true,
+            ("no-new-privileges", "false") => parsed.no_new_privileges = false,
+            // No SELinux or AppArmor here: accepted so scripts written for Podman run.
+            ("label" | "apparmor", _) => {}
+            ("mask", paths) => parsed.mask.extend(paths.split(':').map(str::to_string)),
+            ("unmask", paths) => parsed.unmask.extend(paths.split(':').map(str::to_string)),
+            _ => bail!("invalid --security-opt {opt:?}"),
+        }
+    }
+    Ok(parsed)
+}
+
+/// The environment: image, then defaults, then --env-file, then -e, later ones winning.
+fn build_env(
+    image_env: &[String],
+    args: &CreateArgs,
+    hostname: &str,
+    home: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    fn set_in(env: &mut Vec<(String, String)>, kv: &str) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let set = set_in;
+    set(&mut env, &format!("PATH={}", process::DEFAULT_PATH));
+    if args.tty {
+        set(&mut env, "TERM=xterm");
+    }
+    set(&mut env, "container=burrow");
+    for e in image_env {
+        set(&mut env, e);
+    }
+    let mut user_env = Vec::new();
+    for file in &args.env_file {
+        let text =
+            fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
+        user_env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    user_env.extend(args.env.iter().cloned());
+    for e in user_env {
+        if e.contains('=') {
+            set(&mut env, &e);
+        } else if let Ok(v) = std::env::var(&e) {
+            // `-e NAME` takes the value from burrow's own environment, if set.
+            set(&mut env, &format!("{e}={v}"));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+        set(&mut env, &format!("HOSTNAME={hostname}"));
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        set(&mut env, &format!("HOME={}", home.unwrap_or("/root")));
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// Entrypoint and command, as Docker combines them.
+fn build_args(image: Option<&Image>, args: &CreateArgs) -> anyhow::Result<Vec<String>> {
+    let config = image.and_then(|i| i.config.config().as_ref());
+    let entrypoint: Vec<String> = match &args.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => serde_json::from_str::<Vec<String>>(e).unwrap_or_else(|_| vec![e.clone()]),
+        None => config.and_then(|c| c.entrypoint().clone()).unwrap_or_default(),
+    };
+    let command = if !args.command.is_empty() {
+        args.command.clone()
+    } else if args.entrypoint.is_some() {
+        vec![]
+    } else {
+        config.and_then(|c| c.cmd().clone()).unwrap_or_default()
+    };
+    let all: Vec<String> = entrypoint.into_iter().chain(command).collect();
+    if all.is_empty() {
+        bail!("no command or entrypoint provided, and no CMD or ENTRYPOINT from image");
+    }
+    Ok(all)
+}
+
+/// The nested maps for `--userns=keep-id` / `--uidmap` / `--gidmap`, if any.
+fn nested_maps(
+    args: &CreateArgs,
+    engine: &Engine,
+) -> anyhow::Result<Option<(Vec<IdMapping>, Vec<IdMapping>)>> {
+    let uid_count = idmap::id_count(&engine.userns.uid_map);
+    let gid_count = idmap::id_count(&engine.userns.gid_map);
+    match args.userns.as_deref() {
+        None | Some("") | Some("host") => {}
+        Some("keep-id") => {
+            if !args.uidmap.is_empty() || !args.gidmap.is_empty() {
+                bail!("--userns=keep-id and --uidmap/--gidmap cannot be used together");
+            }
+            return Ok(Some((
+                idmap::keep_id_map(engine.host_uid, uid_count),
+                idmap::keep_id_map(engine.host_gid, gid_count),
+            )));
+        }
+        Some(other) => bail!("invalid --userns {other:?}: burrow supports keep-id (and the default)"),
+    }
+    if args.uidmap.is_empty() && args.gidmap.is_empty() {
+        return Ok(None);
+    }
+    let parse = |specs: &[String], count: u32| -> anyhow::Result<Vec<IdMapping>> {
+        let maps = specs
+            .iter()
+            .map(|s| IdMapping::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        idmap::check_nested(&maps, count, &specs.join(","))?;
+        Ok(maps)
+    };
+    // As Podman: one of the two given alone serves for both.
+    let uids = if args.uidmap.is_empty() {
+        &args.gidmap
+    } else {
+        &args.uidmap
+    };
+    let gids = if args.gidmap.is_empty() {
+        &args.uidmap
+    } else {
+        &args.gidmap
+    };
+    Ok(Some((parse(uids, uid_count)?, parse(gids, gid_count)?)))
+}
+
+/// Where a file owned by `id` in burrow's namespace must be stored for a nested namespace
+/// to see it as `id` too; ids the nested namespace lacks keep their owner (and show as
+/// the overflow id, as the kernel shows them).
+fn to_nested_storage(maps: &[IdMapping], id: u32) -> Option<u32> {
+    Some(
+        maps.iter()
+            .find_map(|m| (id >= m.inside && id - m.inside < m.count).then(|| m.outside + (id - m.inside)))
+            .unwrap_or(id),
+    )
+}
+
+fn warn_unenforceable_limits(args: &CreateArgs) {
+    for (flag, value) in [
+        ("--memory", &args.memory),
+        ("--cpus", &args.cpus),
+        ("--pids-limit", &args.pids_limit),
+    ] {
+        if value.is_some() {
+            // Podman on cgroup v1 rootless warns and goes on; say exactly why.
+            eprintln!(
+                "WARN: {flag} is ignored: resource limits need a cgroup v2 controller delegated to your user, \
+                 and this system has none (cgroup v1, or no systemd delegation)"
+            );
+        }
+    }
+}
+
+/// `burrow create`: prints the new container's id.
+pub fn create(args: CreateArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
+    let engine = Engine::open(global)?;
+    let (record, _) = prepare(&engine, &args)?;
+    println!("{}", record.id);
+    Ok(0)
+}
+
+/// Creates the container: checks the flags, resolves the image, user, command and security
+/// settings, builds the OCI spec, and records all of it (a [`Launch`]) with the container.
+pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerRecord, Launch)> {
+    let security = parse_security_opts(&args.security_opt)?;
+    let network = match args.network.as_deref() {
+        None | Some("none") | Some("private") => NetworkMode::Private,
+        Some("host") => NetworkMode::Host,
+        Some(other) => bail!("network mode {other:?} is not supported by this burrow: use none or host"),
+    };
+    let restart = args
+        .restart
+        .as_deref()
+        .map(RestartPolicy::parse)
+        .transpose()?
+        .unwrap_or_default();
+    if args.rm && restart != RestartPolicy::No {
+        bail!("the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\"");
+    }
+    warn_unenforceable_limits(args);
+    if args.rootfs && args.userns.is_some() {
+        bail!("--rootfs cannot be combined with --userns");
+    }
+
+    let store = &engine.store;
+    for id in store.orphaned_auto_remove()? {
+        if let Err(e) = store.remove_container(&id) {
+            eprintln!("WARN: removing container {id} left by a killed burrow: {e}");
+        }
+    }
+    let image = if args.rootfs {
+        None
+    } else {
+        Some(store.image(&args.image)?)
+    };
+    let rootfs_dir = if args.rootfs {
+        let dir = fs::canonicalize(&args.image).with_context(|| format!("--rootfs {}", args.image))?;
+        if !dir.is_dir() {
+            bail!("--rootfs {}: not a directory", args.image);
+        }
+        Some(dir)
+    } else {
+        None
+    };
+    let read_image_file = |path: &str| -> String {
+        match (&image, &rootfs_dir) {
+            (Some(img), _) => store.image_file(img, path),
+            (None, Some(dir)) => fs::read(dir.join(path.trim_start_matches('/'))).ok(),
+            _ => None,
+        }
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+    };
+
+    let nested = nested_maps(args, engine)?;
+    let config = image.as_ref().and_then(|i| i.config.config().as_ref());
+    let user_spec = match (&args.user, &nested, args.userns.as_deref()) {
+        (Some(u), _, _) => u.clone(),
+        // keep-id runs as the user's own ids, as Podman does.
+        (None, Some(_), Some("keep-id")) => format!("{}:{}", engine.host_uid, engine.host_gid),
+        _ => config.and_then(|c| c.user().clone()).unwrap_or_default(),
+    };
+    let user = userspec::resolve(
+        &user_spec,
+        &read_image_file("/etc/passwd"),
+        &read_image_file("/etc/group"),
+    )
+    .map_err(|message| ExitError { code: 126, message })?;
+
+    let command = build_args(image.as_ref(), args)?;
+    let capabilities = capabilities::resolve(&args.cap_add, &args.cap_drop, args.privileged)?;
+    let seccomp = if args.privileged || security.seccomp_unconfined {
+        None
+    } else {
+        let json = match &security.seccomp_profile {
+            Some(path) => fs::read_to_string(path)
+                .with_context(|| format!("reading seccomp profile {}", path.display()))?,
+            None => seccomp::default_profile_json().to_string(),
+        };
+        Some(seccomp::profile_from_json(&json, &capabilities)?)
+    };
+    let cwd = args
+        .workdir
+        .clone()
+        .or_else(|| {
+            config
+                .and_then(|c| c.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        bail!("invalid --workdir {cwd:?}: must be an absolute path");
+    }
+    let stop_signal = args
+        .stop_signal
+        .clone()
+        .or_else(|| config.and_then(|c| c.stop_signal().clone()))
+        .unwrap_or_else(|| "SIGTERM".into());
+    crate::launch::parse_signal(&stop_signal)?;
+
+    let record = store.create_container(&NewContainer {
+        name: args.name.as_deref(),
+        image_id: image.as_ref().map(|i| i.id.as_str()),
+        auto_remove: args.rm,
+        config: "{}",
+    })?;
+    let result = (|| -> anyhow::Result<Launch> {
+        let dirs = store.container_dirs(&record.id);
+        let hostname = args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| record.id[..12].to_string());
+        let image_name = image
+            .as_ref()
+            .and_then(|i| i.names.first().cloned())
+            .unwrap_or_else(|| args.image.clone());
+        let image_env = config.and_then(|c| c.env().clone()).unwrap_or_default();
+        let env = build_env(&image_env, args, &hostname, user.home.as_deref())?;
+        let rootfs_source = match (&rootfs_dir, &image) {
+            (Some(dir), _) => RootfsSource::Directory(dir.clone()),
+            (None, Some(image)) => {
+                let mut lower = Vec::with_capacity(image.layers.len());
+                for layer in image.layers.iter().rev() {
+                    lower.push(match &nested {
+                        None => store.layer_dir(layer),
+                        Some((uids, gids)) => {
+                            let key = hex_digest(&format!(
+                                "{}|{}",
+                                idmap::format_map(uids),
+                                idmap::format_map(gids)
+                            ));
+                            store.shifted_layer_dir(
+                                layer,
+                                &key[..16],
+                                &|u| to_nested_storage(uids, u),
+                                &|g| to_nested_storage(gids, g),
+                            )?
+                        }
+                    });
+                }
+                RootfsSource::Overlay {
+                    lower,
+                    upper: dirs.upper.clone(),
+                    work: dirs.work.clone(),
+                }
+            }
+            (None, None) => unreachable!("a container has an image or a rootfs"),
+        };
+        let tty_gid_mapped = match &nested {
+            Some((_, gids)) => gids.iter().any(|m| m.inside <= 5 && 5 - m.inside < m.count),
+            None => engine.userns.gid_map.is_empty() || idmap::id_count(&engine.userns.gid_map) > 5,
+        };
+        let options = SpecOptions {
+            args: command.clone(),
+            env,
+            cwd,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids.clone(),
+            hostname,
+            terminal: args.tty,
+            capabilities,
+            seccomp,
+            no_new_privileges: security.no_new_privileges,
+            read_only: args.read_only,
+            network,
+            nested_uid_map: nested.as_ref().map(|(u, _)| u.clone()),
+            nested_gid_map: nested.as_ref().map(|(_, g)| g.clone()),
+            tty_gid_mapped,
+            etc_files: crate::launch::etc_files(&dirs.bundle),
+            privileged: args.privileged,
+        };
+        let mut spec = spec::build(&options, &dirs.bundle.join("rootfs"));
+        apply_mask_options(&mut spec, &security);
+        let launch = Launch {
+            spec,
+            rootfs: rootfs_source,
+            init: args.init,
+            interactive: args.interactive,
+            image: image_name,
+            command,
+            restart,
+            stop_signal,
+            stop_timeout: args.stop_timeout.unwrap_or(10),
+        };
+        store.set_config(&record.id, &serde_json::to_string(&launch)?)?;
+        Ok(launch)
+    })();
+    match result {
+        Ok(launch) => Ok((record, launch)),
+        Err(e) => {
+            // Nothing half-made stays behind.
+            let _ = store.remove_container(&record.id);
+            Err(e)
+        }
+    }
+}
+
+fn apply_mask_options(spec: &mut oci_spec::runtime::Spec, security: &SecurityOptions) {
+    let Some(linux) = spec.linux_mut().as_mut() else {
+        return;
+    };
+    let mut masked = linux.masked_paths().clone().unwrap_or_default();
+    let mut readonly = linux.readonly_paths().clone().unwrap_or_default();
+    if security.unmask.iter().any(|p| p == "ALL") {
+        masked.clear();
+        readonly.clear();
+    } else {
+        masked.retain(|p| !security.unmask.contains(p));
+        readonly.retain(|p| !security.unmask.contains(p));
+    }
+    masked.extend(security.mask.iter().cloned());
+    linux.set_masked_paths(Some(masked));
+    linux.set_readonly_paths(Some(readonly));
+}
+
+fn hex_digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_storage_ids_follow_the_map() {
+        let keep = idmap::keep_id_map(1000, 65537);
+        // Root of the image must be stored as burrow-namespace id 1 to show as 0 inside.
+        assert_eq!(to_nested_storage(&keep, 0), Some(1));
+        assert_eq!(to_nested_storage(&keep, 1000), Some(0));
+        assert_eq!(to_nested_storage(&keep, 2000), Some(2000));
+    }
+
+    #[test]
+    fn security_options_parse() {
+        let s = parse_security_opts(&[
+            "seccomp=unconfined".into(),
+            "no-new-privileges".into(),
+            "label=disable".into(),
+        ])
+        .unwrap();
+        assert!(s.seccomp_unconfined && s.no_new_privileges);
+        assert!(parse_security_opts(&["bogus=1".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Starting a created container: in the foreground (burrow stays its parent), or detached,
+//! under a monitor process of its own (burrow re-executed as `burrow __monitor ID`), which
+//! logs its output, records its exit and applies its restart policy. No daemon.
+
+use std::fs;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use burrow_storage::{ContainerRecord, Store};
+use burrow_userns::mount::RootfsSource;
+use burrow_userns::process::{self, LaunchOptions, Launched};
+use burrow_userns::spec::NetworkMode;
+use burrow_userns::{foreground, seccomp, RuntimeError};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::context::Engine;
+use crate::exit::ExitError;
+
+/// Everything needed to start a container again, stored as its record's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launch {
+    pub spec: Spec,
+    pub rootfs: RootfsSource,
+    pub init: bool,
+    pub interactive: bool,
+    /// The image as the user named it (for `ps`).
+    pub image: String,
+    pub command: Vec<String>,
+    pub restart: RestartPolicy,
+    pub stop_signal: String,
+    pub stop_timeout: u32,
+}
+
+/// `--restart`, as Podman's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    OnFailure(Option<u32>),
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    pub fn parse(text: &str) -> anyhow::Result<RestartPolicy> {
+        Ok(match text.split_once(':') {
+            None if text.is_empty() || text == "no" => RestartPolicy::No,
+            None if text == "always" => RestartPolicy::Always,
+            None if text == "unless-stopped" => RestartPolicy::UnlessStopped,
+            None if text == "on-failure" => RestartPolicy::OnFailure(None),
+            Some(("on-failure", n)) => RestartPolicy::OnFailure(Some(
+                n.parse().map_err(|_| anyhow::anyhow!("invalid restart policy {text:?}: bad retry count"))?,
+            )),
+            _ => bail!("invalid restart policy {text:?}: must be one of no, on-failure[:max_retries], always, unless-stopped"),
+        })
+    }
+
+    /// Whether a container that exited with `code`, after `restarts` restarts, starts again.
+    pub fn restarts(self, code: i32, restarts: i64, stop_requested: bool) -> bool {
+        if stop_requested {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < i64::from(m)),
+        }
+    }
+}
+
+/// A signal by name (`SIGTERM`, `TERM`, `term`) or number.
+pub fn parse_signal(text: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("invalid signal: {text}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow::anyhow!("invalid signal: {text}"))
+}
+
+/// The files in a bundle that become the container's /etc/hosts, /etc/hostname,
+/// /etc/resolv.conf and /run/.containerenv.
+pub fn etc_files(bundle: &Path) -> Vec<(PathBuf, &'static str)> {
+    vec![
+        (bundle.join("hosts"), "/etc/hosts"),
+        (bundle.join("hostname"), "/etc/hostname"),
+        (bundle.join("resolv.conf"), "/etc/resolv.conf"),
+        (bundle.join(".containerenv"), "/run/.containerenv"),
+    ]
+}
+
+fn network_of(spec: &Spec) -> NetworkMode {
+    let private = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    if private {
+        NetworkMode::Private
+    } else {
+        NetworkMode::Host
+    }
+}
+
+/// Writes the bundle: config.json, the generated /etc files, the root's mount point. Done
+/// at every start, since the run root does not survive a reboot.
+fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> anyhow::Result<()> {
+    let bundle = store.container_dirs(&record.id).bundle;
+    fs::create_dir_all(bundle.join("rootfs")).context("creating the rootfs mount point")?;
+    let hostname = launch.spec.hostname().clone().unwrap_or_default();
+    let network = network_of(&launch.spec);
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4\n\
+         ::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n",
+    );
+    if network == NetworkMode::Host {
+        hosts = fs::read_to_string("/etc/hosts").unwrap_or(hosts);
+    }
+    hosts.push_str(&format!("127.0.1.1\t{hostname} {}\n", record.name));
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = match network {
+        NetworkMode::Host => host_resolv,
+        // The host's loopback resolvers are not reachable from a network namespace.
+        NetworkMode::Private => host_resolv
+            .lines()
+            .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    let containerenv = format!(
+        "engine=\"burrow-{}\"\nname=\"{}\"\nid=\"{}\"\nimage=\"{}\"\nrootless=1\n",
+        env!("CARGO_PKG_VERSION"),
+        record.name,
+        record.id,
+        launch.image
+    );
+    let files = etc_files(&bundle);
+    for ((path, _), text) in files
+        .iter()
+        .zip([hosts, format!("{hostname}\n"), resolv, containerenv])
+    {
+        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    launch
+        .spec
+        .save(bundle.join("config.json"))
+        .context("writing config.json")?;
+    Ok(())
+}
+
+/// Writes the bundle and starts the container's first process (see
+/// [`burrow_userns::process::launch`]; the caller blocks the forwarded signals first).
+pub fn start(
+    store: &Store,
+    record: &ContainerRecord,
+    launch: &Launch,
+    output: Option<(RawFd, RawFd)>,
+    keep_stdin: bool,
+) -> anyhow::Result<Launched> {
+    write_bundle(store, record, launch)?;
+    let program = match launch.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::compile_cached(
+            s,
+            &store.paths.cache_dir().join("seccomp"),
+        )?),
+        None => None,
+    };
+    let launched = process::launch(&LaunchOptions {
+        spec: &launch.spec,
+        rootfs_source: &launch.rootfs,
+        seccomp: program.as_ref(),
+        init: launch.init,
+        keep_stdin,
+        output,
+    });
+    launched.map_err(|e: RuntimeError| {
+        let _ = store.set_exited(&record.id, e.exit_code());
+        ExitError::from(e).into()
+    })
+}
+
+/// Runs a container in the foreground and returns its exit code; removes it after with --rm.
+pub fn run_foreground(engine: &Engine, record: &ContainerRecord, launch: &Launch) -> anyhow::Result<i32> {
+    let store = &engine.store;
+    let result = (|| {
+        let forwarded = process::forwarded_signals();
+        let mut previous = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut previous))?;
+        let outcome = start(store, record, launch, None, launch.interactive).and_then(|launched| {
+            store.set_running(&record.id, launched.pid.as_raw(), None)?;
+            Ok(foreground::wait(launched, launch.interactive).map_err(ExitError::from)?)
+        });
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+        let code = outcome?;
+        // A --rm container's record goes right after; no need to write its exit first.
+        if !record.auto_remove {
+            store.set_exited(&record.id, code)?;
+        }
+        Ok(code)
+    })();
+    let cleanup = if record.auto_remove {
+        store.remove_container(&record.id).map_err(anyhow::Error::from)
+    } else {
+        Ok(())
+    };
+    match (result, cleanup) {
+        (Ok(code), Ok(())) => Ok(code),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.context(format!("removing container {}", record.id))),
+    }
+}
+
+/// Reads a container's launch description from its record.
+pub fn load(record: &ContainerRecord) -> anyhow::Result<Launch> {
+    serde_json::from_str(&record.config)
+        .with_context(|| format!("container {}: its stored configuration is unreadable", record.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
+        assert_eq!(
+            RestartPolicy::parse("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure(Some(3))
+        );
+        assert!(RestartPolicy::parse("sometimes").is_err());
+        assert!(RestartPolicy::parse("on-failure:x").is_err());
+        let p = RestartPolicy::OnFailure(Some(2));
+        assert!(p.restarts(1, 0, false) && p.restarts(1, 1, false));
+        assert!(!p.restarts(1, 2, false) && !p.restarts(0, 0, false));
+        assert!(RestartPolicy::Always.restarts(0, 100, false));
+        assert!(
+            !RestartPolicy::Always.restarts(1, 0, true),
+            "a stopped container stays stopped"
+        );
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("kill").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The monitor of a detached container (Podman's conmon, as part of burrow): `burrow
+//! __monitor ID`, started by `run -d` and `start`, in a session of its own. It is the
+//! parent of the container's first process (which dies with it), writes the container's
+//! output to its log, records its exit, removes it with --rm and restarts it by policy.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use burrow_storage::{ContainerRecord, Store};
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{pipe2, Pid};
+use serde::{Deserialize, Serialize};
+
+use crate::context::Engine;
+use crate::exit::ExitError;
+use crate::launch;
+use crate::GlobalOptions;
+
+/// The descriptor on which the monitor reports to whoever started it.
+const READY_FD: i32 = 3;
+
+/// What the monitor tells `run -d` / `start` once the container runs (or could not).
+#[derive(Debug, Serialize, Deserialize)]
+enum Ready {
+    Running { pid: i32 },
+    Failed { message: String, exit_code: i32 },
+}
+
+/// The container's log, in Podman's k8s-file format.
+pub fn log_path(store: &Store, id: &str) -> std::path::PathBuf {
+    store.paths.container_dir(id).join("ctr.log")
+}
+
+/// Starts the monitor of a created (or exited) container and returns once the container
+/// runs; a failure to start is reported as `run` would.
+pub fn start_detached(
+    engine: &Engine,
+    global: &GlobalOptions,
+    record: &ContainerRecord,
+) -> anyhow::Result<()> {
+    let store = &engine.store;
+    store.set_stop_requested(&record.id, false)?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let monitor_log = store.paths.container_dir(&record.id).join("monitor.log");
+    let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("burrow");
+    if let Some(root) = &global.root {
+        cmd.arg("--root").arg(root);
+    }
+    if let Some(runroot) = &global.runroot {
+        cmd.arg("--runroot").arg(runroot);
+    }
+    cmd.arg("__monitor")
+        .arg(&record.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let ready_fd = ready_w.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A session of its own: the user's terminal closing does not end it.
+            nix::unistd::setsid()?;
+            if libc::dup2(ready_fd, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting the container's monitor")?;
+    drop(ready_w);
+    let mut report = String::new();
+    File::from(ready_r).read_to_string(&mut report)?;
+    match serde_json::from_str::<Ready>(&report) {
+        Ok(Ready::Running { .. }) => Ok(()),
+        Ok(Ready::Failed { message, exit_code }) => Err(ExitError {
+            code: exit_code,
+            message,
+        }
+        .into()),
+        Err(_) => {
+            let detail = std::fs::read_to_string(&monitor_log).unwrap_or_default();
+            let detail = detail.lines().last().unwrap_or("see its monitor.log").to_string();
+            Err(anyhow::anyhow!(
+                "the monitor of container {} failed: {detail}",
+                record.id
+            ))
+        }
+    }
+}
+
+/// RFC 3339 with nanoseconds, as k8s-file log lines have.
+pub fn log_timestamp(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs =
+        crate::commands::rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs()));
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), since.subsec_nanos())
+}
+
+/// Appends `data` from `stream` to the log: complete lines as `F`, a trailing partial
+/// line as `P` (k8s-file).
+struct LogWriter {
+    file: File,
+}
+
+impl LogWriter {
+    fn write(&mut self, stream: &str, data: &[u8]) {
+        let ts = log_timestamp(SystemTime::now());
+        let mut out = Vec::with_capacity(data.len() + 64);
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            let (content, tag) = match piece.strip_suffix(b"\n") {
+                Some(line) => (line, "F"),
+                None => (piece, "P"),
+            };
+            out.extend_from_slice(format!("{ts} {stream} {tag} ").as_bytes());
+            out.extend_from_slice(content);
+            out.push(b'\n');
+        }
+        // A full disk must not kill the container: drop the output.
+        let _ = self.file.write_all(&out);
+    }
+}
+
+/// `burrow __monitor ID`.
+pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
+    // SAFETY: the starter placed our end of the ready pipe at READY_FD.
+    let mut ready = Some(unsafe { File::from_raw_fd(READY_FD) });
+    let mut say = |message: Ready| {
+        if let Some(mut f) = ready.take() {
+            let _ = f.write_all(serde_json::to_string(&message).unwrap_or_default().as_bytes());
+        }
+    };
+    let engine = match Engine::open(global) {
+        Ok(e) => e,
+        Err(e) => {
+            say(Ready::Failed {
+                message: crate::exit::message(&e),
+                exit_code: 125,
+            });
+            return Err(e);
+        }
+    };
+    let store = &engine.store;
+    // The monitor takes over these signals: SIGCHLD for the exit, the others are passed on
+    // to the container (systemd stopping a unit signals its main process, the monitor).
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        signals.add(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
+    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let mut log = LogWriter {
+        file: OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(store, id))
+            .context("opening the log")?,
+    };
+    loop {
+        let record = store.container(id)?;
+        let launch = launch::load(&record)?;
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
+        let launched = match launch::start(
+            store,
+            &record,
+            &launch,
+            Some((out_w.as_raw_fd(), err_w.as_raw_fd())),
+            false,
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                let exit_code = e.downcast_ref::<ExitError>().map_or(125, |x| x.code);
+                say(Ready::Failed {
+                    message: crate::exit::message(&e),
+                    exit_code,
+                });
+                if record.auto_remove {
+                    let _ = store.remove_container(id);
+                }
+                return Ok(exit_code);
+            }
+        };
+        drop((out_w, err_w));
+        let pid = launched.pid;
+        store.set_running(id, pid.as_raw(), Some(std::process::id() as i32))?;
+        say(Ready::Running { pid: pid.as_raw() });
+        let code = pump(&sfd, pid, out_r, err_r, launched.pty_master, &mut log)?;
+        drop(launched.rootfs_mount);
+        store.set_exited(id, code)?;
+        let now = store.container(id)?;
+        if now.auto_remove {
+            store.remove_container(id)?;
+            return Ok(0);
+        }
+        if !launch.restart.restarts(code, now.restarts, now.stop_requested) {
+            return Ok(0);
+        }
+        store.count_restart(id)?;
+    }
+}
+
+/// Carries the container's output to the log until it exits; returns its exit code.
+fn pump(
+    sfd: &SignalFd,
+    pid: Pid,
+    out: OwnedFd,
+    err: OwnedFd,
+    pty: Option<OwnedFd>,
+    log: &mut LogWriter,
+) -> anyhow::Result<i32> {
+    // With -t the terminal carries both streams; the pipes stay silent.
+    let mut streams: Vec<(OwnedFd, &str)> = vec![(out, "stdout"), (err, "stderr")];
+    if let Some(master) = pty {
+        streams.push((master, "stdout"));
+    }
+    let mut exit_code = None;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if exit_code.is_some() && streams.is_empty() {
+            return Ok(exit_code.unwrap_or(-1));
+        }
+        let mut fds: Vec<PollFd> = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        fds.extend(
+            streams
+                .iter()
+                .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+        );
+        // Once the container is gone, what is left in the pipes is read without waiting.
+        let timeout = if exit_code.is_some() {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut closed = Vec::new();
+        for (i, (fd, name)) in streams.iter().enumerate() {
+            if !ready[i + 1] && exit_code.is_none() {
+                continue;
+            }
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
+                Ok(n) => log.write(name, &buf[..n]),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(_) => closed.push(i),
+            }
+            if exit_code.is_some() && ready.get(i + 1) == Some(&false) {
+                closed.push(i);
+            }
+        }
+        closed.sort_unstable();
+        closed.dedup();
+        for i in closed.into_iter().rev() {
+            streams.remove(i);
+        }
+        if ready[0] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                if sig != Signal::SIGCHLD {
+                    let _ = kill(pid, sig);
+                    continue;
+                }
+                if exit_code.is_none() {
+                    if let Ok(status) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                        exit_code = burrow_userns::foreground::exit_code(status);
+                    }
+                }
+            }
+        }
+    }
+}
