@@ -13,11 +13,13 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::images::{insert_image, StagedLayer};
+use crate::images::{insert_image, stage_layer_in, Compression, StagedLayer};
 use crate::layers::{hex, IdLimits};
 use crate::{normalize_name, now, random_id, tarsplit, Image, Store, StoreError};
 
@@ -261,9 +263,138 @@ struct Found {
     manifest: Option<(String, String)>,
 }
 
+/// One layer to extract: its diff_id, where its blob is, and the blob's digest and
+/// size when a manifest gives them.
+#[derive(Clone)]
+struct LayerJob {
+    diff_id: String,
+    blob: String,
+    digest: Option<String>,
+    size: Option<u64>,
+}
+
+/// Extracts `jobs` into staging directories, several at once: layers are independent
+/// until recorded. Threads are fine here: the CLI forks only to run containers, never
+/// while loading. The first error (in layer order) wins; the other jobs then stop early.
+fn stage_all(
+    source: &Source,
+    layers_dir: &Path,
+    jobs: &[LayerJob],
+    limits: IdLimits,
+) -> Result<HashMap<String, StagedLayer>, StoreError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(jobs.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<StagedLayer, StoreError>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let result = stage_blob(source, layers_dir, &jobs[i], limits, false);
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    };
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(work);
+            }
+        });
+    }
+    let mut staged = HashMap::new();
+    for (job, slot) in jobs.iter().zip(results) {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(layer)) => {
+                staged.insert(job.diff_id.clone(), layer);
+            }
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(staged)
+}
+
+/// Extracts one layer blob, checking the compressed digest and size (when known) and
+/// the uncompressed digest (the diff_id).
+fn stage_blob(
+    source: &Source,
+    layers_dir: &Path,
+    job: &LayerJob,
+    limits: IdLimits,
+    locked: bool,
+) -> Result<StagedLayer, StoreError> {
+    let LayerJob {
+        diff_id,
+        blob,
+        digest,
+        size,
+    } = job;
+    let (reader, _) = source.open(blob)?;
+    let mut raw = Hasher {
+        inner: reader,
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    let staged = stage_layer_in(layers_dir, &mut raw, limits, locked);
+    let drained = io::copy(&mut raw, &mut io::sink());
+    let layer = match (staged, drained) {
+        (Ok(layer), Ok(_)) => layer,
+        (_, Err(e)) => return Err(bad(format!("layer {blob}: {e}"))),
+        (Err(e), Ok(_)) => {
+            // A corrupt blob often fails to decompress before its digest can be
+            // checked: when the digest is wrong too, that is the cause to report.
+            if let Some(digest) = digest {
+                let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
+                if &got != digest {
+                    return Err(StoreError::DigestMismatch {
+                        what: format!("layer {blob}"),
+                        expected: digest.clone(),
+                        got,
+                    });
+                }
+            }
+            return Err(bad(format!("layer {blob}: {e}")));
+        }
+    };
+    if let Some(digest) = digest {
+        let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
+        if &got != digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("layer {blob}"),
+                expected: digest.clone(),
+                got,
+            });
+        }
+    }
+    if size.is_some_and(|s| s != raw.size) {
+        return Err(bad(format!(
+            "layer {blob}: size {} does not match its descriptor",
+            raw.size
+        )));
+    }
+    let got = format!("sha256:{}", layer.diff_id);
+    if &got != diff_id {
+        return Err(StoreError::DigestMismatch {
+            what: format!("layer {blob} (uncompressed)"),
+            expected: diff_id.clone(),
+            got,
+        });
+    }
+    Ok(layer)
+}
+
 impl Store {
     /// Loads every image of the archive or OCI layout at `input` (`None`: standard
-    /// input). Gzip-compressed archives are accepted.
+    /// input). Gzip- and zstd-compressed archives and layers are accepted.
     pub fn load(&mut self, input: Option<&Path>, limits: IdLimits) -> Result<Vec<LoadedImage>, StoreError> {
         let source = self.open_source(input)?;
         let found = if source.has("manifest.json") {
@@ -279,17 +410,22 @@ impl Store {
             return Err(bad("the archive holds no image"));
         }
         // Extract what is new, once per layer; nothing is stored until all are good.
-        let mut staged: HashMap<String, StagedLayer> = HashMap::new();
+        let mut jobs: Vec<LayerJob> = Vec::new();
         for image in &found {
             for (diff_id, (blob, digest, size)) in image.diff_ids.iter().zip(&image.blobs) {
-                if staged.contains_key(diff_id) || self.has_layer(hex_part(diff_id))? {
+                if jobs.iter().any(|j| &j.diff_id == diff_id) || self.has_layer(hex_part(diff_id))? {
                     continue;
                 }
-                let layer = self.stage_blob(&source, blob, digest.as_deref(), *size, diff_id, limits)?;
-                staged.insert(diff_id.clone(), layer);
+                jobs.push(LayerJob {
+                    diff_id: diff_id.clone(),
+                    blob: blob.clone(),
+                    digest: digest.clone(),
+                    size: *size,
+                });
             }
         }
-        self.commit_load(found, staged)
+        let staged = stage_all(&source, &self.paths.layers_dir(), &jobs, limits)?;
+        self.commit_load(&source, found, staged, limits)
     }
 
     fn open_source(&self, input: Option<&Path>) -> Result<Source, StoreError> {
@@ -300,10 +436,10 @@ impl Store {
             Some(p) => Box::new(File::open(p).map_err(|e| StoreError::io("opening", p, e))?),
             None => Box::new(io::stdin().lock()),
         };
-        let mut head = [0u8; 2];
+        let mut head = [0u8; 4];
         let got = read_up_to(&mut reader, &mut head).map_err(|e| bad(e.to_string()))?;
-        let gzip = head[..got] == [0x1f, 0x8b];
-        if let (Some(p), false) = (input, gzip) {
+        let compression = Compression::detect(&head[..got]);
+        if let (Some(p), Compression::None) = (input, compression) {
             let mut file = File::open(p).map_err(|e| StoreError::io("opening", p, e))?;
             if file.metadata().is_ok_and(|m| m.is_file()) && file.rewind().is_ok() {
                 return Source::tar(file);
@@ -315,11 +451,7 @@ impl Store {
         let mut spool =
             tempfile::tempfile_in(&tmp_dir).map_err(|e| StoreError::io("creating a file in", &tmp_dir, e))?;
         let whole = io::Cursor::new(head[..got].to_vec()).chain(reader);
-        let mut stream: Box<dyn Read> = if gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(whole)))
-        } else {
-            Box::new(whole)
-        };
+        let mut stream = compression.reader(io::BufReader::with_capacity(1 << 17, whole))?;
         io::copy(&mut stream, &mut spool).map_err(|e| bad(format!("reading the archive: {e}")))?;
         spool
             .rewind()
@@ -327,85 +459,69 @@ impl Store {
         Source::tar(spool)
     }
 
-    fn stage_blob(
-        &self,
-        source: &Source,
-        blob: &str,
-        digest: Option<&str>,
-        size: Option<u64>,
-        diff_id: &str,
-        limits: IdLimits,
-    ) -> Result<StagedLayer, StoreError> {
-        let (reader, _) = source.open(blob)?;
-        let mut raw = Hasher {
-            inner: reader,
-            hasher: Sha256::new(),
-            size: 0,
-        };
-        let staged = self.stage_layer(&mut raw, limits);
-        let drained = io::copy(&mut raw, &mut io::sink());
-        let layer = match (staged, drained) {
-            (Ok(layer), Ok(_)) => layer,
-            (_, Err(e)) => return Err(bad(format!("layer {blob}: {e}"))),
-            (Err(e), Ok(_)) => {
-                // A corrupt blob often fails to decompress before its digest can be
-                // checked: when the digest is wrong too, that is the cause to report.
-                if let Some(digest) = digest {
-                    let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
-                    if got != digest {
-                        return Err(StoreError::DigestMismatch {
-                            what: format!("layer {blob}"),
-                            expected: digest.into(),
-                            got,
-                        });
-                    }
-                }
-                return Err(bad(format!("layer {blob}: {e}")));
-            }
-        };
-        if let Some(digest) = digest {
-            let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
-            if got != digest {
-                return Err(StoreError::DigestMismatch {
-                    what: format!("layer {blob}"),
-                    expected: digest.into(),
-                    got,
-                });
-            }
-        }
-        if size.is_some_and(|s| s != raw.size) {
-            return Err(bad(format!(
-                "layer {blob}: size {} does not match its descriptor",
-                raw.size
-            )));
-        }
-        let got = format!("sha256:{}", layer.diff_id);
-        if got != diff_id {
-            return Err(StoreError::DigestMismatch {
-                what: format!("layer {blob} (uncompressed)"),
-                expected: diff_id.into(),
-                got,
-            });
-        }
-        Ok(layer)
-    }
-
+    /// Records the loaded images, with the layers lock held: places the staged layers
+    /// (extracting, there and then, any layer that a concurrent `rmi` removed since it was
+    /// found present), then writes every row in one transaction. A failure takes the
+    /// placed layers back out.
     fn commit_load(
         &mut self,
+        source: &Source,
         found: Vec<Found>,
-        staged: HashMap<String, StagedLayer>,
+        mut staged: HashMap<String, StagedLayer>,
+        limits: IdLimits,
     ) -> Result<Vec<LoadedImage>, StoreError> {
+        let lock = self.lock_layers()?;
+        for image in &found {
+            for (diff_id, (blob, digest, size)) in image.diff_ids.iter().zip(&image.blobs) {
+                if staged.contains_key(diff_id) || self.has_layer(hex_part(diff_id))? {
+                    continue;
+                }
+                let job = LayerJob {
+                    diff_id: diff_id.clone(),
+                    blob: blob.clone(),
+                    digest: digest.clone(),
+                    size: *size,
+                };
+                let layer = stage_blob(source, &self.paths.layers_dir(), &job, limits, true)?;
+                staged.insert(diff_id.clone(), layer);
+            }
+        }
         let mut all_sizes = self.layer_sizes()?;
         let mut sizes = Vec::new();
+        let mut placed = Vec::new();
+        let mut result = Ok(());
         for (diff_id, layer) in staged {
-            sizes.push((hex_part(&diff_id).to_string(), layer.size));
-            all_sizes.insert(hex_part(&diff_id).to_string(), layer.size);
-            self.place_layer(layer)?;
+            let id = hex_part(&diff_id).to_string();
+            sizes.push((id.clone(), layer.size));
+            all_sizes.insert(id.clone(), layer.size);
+            if result.is_ok() {
+                match self.place_layer(layer) {
+                    Ok(true) => placed.push(id),
+                    Ok(false) => {}
+                    Err(e) => result = Err(e),
+                }
+            }
         }
+        let result = result.and_then(|()| self.record_load(found, &sizes, &all_sizes));
+        if result.is_err() {
+            for id in &placed {
+                self.unplace_layer(id);
+            }
+        }
+        drop(lock);
+        result
+    }
+
+    fn record_load(
+        &mut self,
+        found: Vec<Found>,
+        sizes: &[(String, u64)],
+        all_sizes: &HashMap<String, u64>,
+    ) -> Result<Vec<LoadedImage>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (id, size) in &sizes {
+        for (id, size) in sizes {
             tx.execute(
                 "INSERT OR IGNORE INTO layers (id, size, created) VALUES (?1, ?2, ?3)",
                 rusqlite::params![id, *size as i64, now()],

@@ -1,17 +1,18 @@
 //! Image bookkeeping beyond creation: listing, names, removal.
 
 use std::collections::HashMap;
-use std::fs;
 
 use oci_spec::image::ImageConfiguration;
 use rusqlite::{params, OptionalExtension};
 
-use crate::{random_id, Image, Store, StoreError};
+use crate::{lock, Image, Store, StoreError};
 
 impl Store {
     /// Every image, with names and layers, in no particular order. Three queries in all,
     /// so that listing many images stays fast.
     pub fn images(&self) -> Result<Vec<Image>, StoreError> {
+        // One read transaction: a consistent snapshot while other processes write.
+        let _snapshot = self.conn().unchecked_transaction()?;
         let mut names: HashMap<String, Vec<String>> = HashMap::new();
         let mut stmt = self
             .conn()
@@ -86,12 +87,14 @@ impl Store {
 
     /// Gives image `id` the (normalized) `name`, taking it from any other image.
     pub fn tag_image(&self, id: &str, name: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM image_names WHERE name = ?1", [name])?;
-        self.conn().execute(
+        let tx = self.conn().unchecked_transaction()?;
+        tx.execute("DELETE FROM image_names WHERE name = ?1", [name])?;
+        tx.execute(
             "INSERT INTO image_names (name, image_id) VALUES (?1, ?2)",
             params![name, id],
-        )?;
+        )
+        .map_err(|e| not_known_if_gone(e, id))?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -105,9 +108,11 @@ impl Store {
     }
 
     /// Removes an image and the layers no other image uses. Containers made from it
-    /// must be gone (the database refuses otherwise). Layer files are removed after the
-    /// records: a crash in between leaves only unreferenced directories.
+    /// must be gone (else [`StoreError::ImageInUse`]). With the layers lock held, the
+    /// records go in one transaction, then the layer directories are renamed away;
+    /// they are deleted after the lock is released.
     pub fn remove_image(&mut self, id: &str) -> Result<(), StoreError> {
+        let lock = self.lock_layers()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -116,7 +121,19 @@ impl Store {
             let rows = stmt.query_map([id], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        tx.execute("DELETE FROM images WHERE id = ?1", [id])?;
+        let deleted = tx
+            .execute("DELETE FROM images WHERE id = ?1", [id])
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    StoreError::ImageInUse(id.to_string())
+                }
+                e => e.into(),
+            })?;
+        if deleted == 0 {
+            return Err(StoreError::ImageNotKnown(id.to_string()));
+        }
         let mut unused = Vec::new();
         for layer in layers {
             let used: bool = tx.query_row(
@@ -131,13 +148,28 @@ impl Store {
         }
         tx.commit()?;
         let layers_dir = self.paths.layers_dir();
+        let mut doomed = Vec::new();
         for layer in unused {
-            let dir = layers_dir.join(&layer);
-            let doomed = layers_dir.join(format!(".rm-{}", &random_id()[..16]));
-            if fs::rename(&dir, &doomed).is_ok() {
-                fs::remove_dir_all(&doomed).map_err(|e| StoreError::io("removing", &doomed, e))?;
+            if let Some(d) = lock::doom(&layers_dir, &layers_dir.join(&layer))? {
+                doomed.push(d);
             }
         }
+        drop(lock);
+        for d in doomed {
+            d.remove()?;
+        }
         Ok(())
+    }
+}
+
+/// A foreign-key failure on an image id means the image went away meanwhile.
+fn not_known_if_gone(e: rusqlite::Error, id: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            StoreError::ImageNotKnown(id.to_string())
+        }
+        e => e.into(),
     }
 }

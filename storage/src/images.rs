@@ -1,7 +1,7 @@
 //! Images: an OCI image configuration plus its ordered layers and names.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
@@ -9,6 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::layers::{self, IdLimits};
+use crate::lock::{self, WorkDir};
 use crate::{now, random_id, tarsplit, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -155,88 +156,206 @@ pub fn normalize_name(name: &str) -> Result<String, StoreError> {
     Ok(full)
 }
 
-/// Wraps `reader` in a decompressor when its first bytes say gzip.
-pub(crate) fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
-    let mut buffered = BufReader::with_capacity(1 << 16, reader);
-    let head = buffered
-        .fill_buf()
-        .map_err(|e| StoreError::BadLayer(e.to_string()))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(StoreError::BadLayer(
-            "zstd-compressed layers are not supported yet".into(),
-        ))
-    } else {
-        Ok(Box::new(buffered))
+/// Layer and archive compressions, by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// `reader` decompressed. Multi-member gzip and multi-frame zstd (with skippable
+    /// frames, as zstd:chunked writes them) are read whole.
+    pub(crate) fn reader<'a>(self, reader: impl io::BufRead + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
+        Ok(match self {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => Box::new(Named {
+                inner: flate2::bufread::MultiGzDecoder::new(reader),
+                what: "gzip",
+            }),
+            Compression::Zstd => Box::new(Named {
+                inner: zstd::stream::read::Decoder::with_buffer(reader)
+                    .map_err(|e| StoreError::BadLayer(format!("zstd: {e}")))?,
+                what: "zstd",
+            }),
+        })
     }
 }
 
-/// A layer extracted into a temporary directory, not yet in the store.
+/// Names the decompressor in its errors ("truncated gzip stream: ...").
+struct Named<R> {
+    inner: R,
+    what: &'static str,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = if e.kind() == io::ErrorKind::UnexpectedEof {
+                "truncated"
+            } else {
+                "corrupt"
+            };
+            io::Error::new(e.kind(), format!("{kind} {} stream: {e}", self.what))
+        })
+    }
+}
+
+/// Wraps `reader` in a decompressor when its first bytes say gzip or zstd.
+pub(crate) fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
+    let mut buffered = BufReader::with_capacity(1 << 17, reader);
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| StoreError::BadLayer(e.to_string()))?;
+    Compression::detect(head).reader(buffered)
+}
+
+/// A layer extracted into a staging directory of the store (locked: see
+/// [`crate::lock`]), not yet in the store; dropping it removes the directory.
 pub(crate) struct StagedLayer {
-    tmp: Option<PathBuf>,
+    dir: Option<WorkDir>,
     pub diff_id: String,
     pub size: u64,
 }
 
 impl Drop for StagedLayer {
     fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
-            let _ = fs::remove_dir_all(tmp);
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
         }
     }
 }
 
+/// Extracts a layer tar (plain, gzip or zstd) into a new staging directory of
+/// `layers_dir`, with its tar-split (see [`crate::tarsplit`]). Needs no database, so many
+/// can run at once in threads.
+/// `locked`: the caller holds the layers lock.
+pub(crate) fn stage_layer_in(
+    layers_dir: &Path,
+    reader: impl Read,
+    limits: IdLimits,
+    locked: bool,
+) -> Result<StagedLayer, StoreError> {
+    let dir = lock::staging_dir(layers_dir, locked)?;
+    let diff = dir.path.join("diff");
+    fs::create_dir(&diff).map_err(|e| StoreError::io("creating", &diff, e))?;
+    let split = tarsplit::Recorder::create(&dir.path)?;
+    let mut staged = StagedLayer {
+        dir: Some(dir),
+        diff_id: String::new(),
+        size: 0,
+    };
+    let extracted =
+        decompressed(reader).and_then(|r| layers::extract_recorded(r, &diff, limits, Some(split)))?;
+    staged.diff_id = extracted.diff_id;
+    staged.size = extracted.size;
+    Ok(staged)
+}
+
 impl Store {
-    /// Extracts a layer tar (plain or gzip) into the store, once per content: returns its
-    /// id. A failed extraction leaves nothing behind.
-    pub fn import_layer(&self, reader: impl Read, limits: IdLimits) -> Result<String, StoreError> {
+    /// Extracts a layer tar (plain, gzip or zstd) and records an image of it alone, with
+    /// the config `make_config` writes for the layer's id (hex diff_id), named `names`.
+    /// A failed extraction leaves nothing behind.
+    pub fn import_image(
+        &mut self,
+        reader: impl Read,
+        limits: IdLimits,
+        make_config: impl FnOnce(&str) -> String,
+        names: &[String],
+    ) -> Result<Image, StoreError> {
+        self.import_image_on(&[], reader, limits, make_config, names)
+    }
+
+    /// [`Store::import_image`] for a layer on top of `parent_layers` (bottom first, in the
+    /// store): one transaction records the layer and the image of all of them (`commit`).
+    pub fn import_image_on(
+        &mut self,
+        parent_layers: &[String],
+        reader: impl Read,
+        limits: IdLimits,
+        make_config: impl FnOnce(&str) -> String,
+        names: &[String],
+    ) -> Result<Image, StoreError> {
         let staged = self.stage_layer(reader, limits)?;
-        let id = staged.diff_id.clone();
+        let layer = staged.diff_id.clone();
         let size = staged.size;
-        self.place_layer(staged)?;
-        self.conn().execute(
-            "INSERT OR IGNORE INTO layers (id, size, created) VALUES (?1, ?2, ?3)",
-            params![id, size as i64, now()],
-        )?;
-        Ok(id)
-    }
-
-    /// Extracts a layer tar (plain or gzip) into a temporary directory of the store, with
-    /// its tar-split (see [`crate::tarsplit`]); dropping the result removes it.
-    pub(crate) fn stage_layer(&self, reader: impl Read, limits: IdLimits) -> Result<StagedLayer, StoreError> {
-        let layers_dir = self.paths.layers_dir();
-        fs::create_dir_all(&layers_dir).map_err(|e| StoreError::io("creating", &layers_dir, e))?;
-        let tmp = layers_dir.join(format!(".tmp-{}", &random_id()[..16]));
-        let diff = tmp.join("diff");
-        fs::create_dir_all(&diff).map_err(|e| StoreError::io("creating", &diff, e))?;
-        let mut staged = StagedLayer {
-            tmp: Some(tmp.clone()),
-            diff_id: String::new(),
-            size: 0,
+        let config = make_config(&layer);
+        let lock = self.lock_layers()?;
+        for parent in parent_layers {
+            if !self.has_layer(parent)? {
+                return Err(StoreError::BadLayer(format!(
+                    "layer {parent} is no longer in the store (its image was removed meanwhile)"
+                )));
+            }
+        }
+        let placed = self.place_layer(staged)?;
+        let mut layers = parent_layers.to_vec();
+        layers.push(layer.clone());
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO layers (id, size, created) VALUES (?1, ?2, ?3)",
+                params![layer, size as i64, now()],
+            )?;
+            let id = insert_image(&tx, &layers, &config, names, None)?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        let id = match result {
+            Ok(id) => id,
+            Err(e) => {
+                if placed {
+                    self.unplace_layer(&layer);
+                }
+                return Err(e);
+            }
         };
-        let split = tarsplit::Recorder::create(&tmp)?;
-        let extracted =
-            decompressed(reader).and_then(|r| layers::extract_recorded(r, &diff, limits, Some(split)))?;
-        staged.diff_id = extracted.diff_id;
-        staged.size = extracted.size;
-        Ok(staged)
+        drop(lock);
+        self.image_by_id(&id)?
+            .ok_or_else(|| StoreError::ImageNotKnown(id))
     }
 
-    /// Moves a staged layer to its place (`layers/<diff_id>`), unless a complete copy is
-    /// there already. Returns whether it was moved (false: the copy was there).
+    /// Extracts a layer tar (plain, gzip or zstd) into a staging directory of the store.
+    pub(crate) fn stage_layer(&self, reader: impl Read, limits: IdLimits) -> Result<StagedLayer, StoreError> {
+        stage_layer_in(&self.paths.layers_dir(), reader, limits, false)
+    }
+
+    /// Moves a staged layer to its place (`layers/<diff_id>`), unless a copy is there
+    /// already (with the layers lock held, one with a row: a complete copy). Returns
+    /// whether it was moved.
     pub(crate) fn place_layer(&self, mut staged: StagedLayer) -> Result<bool, StoreError> {
         let final_dir = self.paths.layers_dir().join(&staged.diff_id);
-        let tmp = staged.tmp.take().expect("a staged layer is placed once");
+        let dir = staged.dir.take().expect("a staged layer is placed once");
         if final_dir.exists() {
-            let _ = fs::remove_dir_all(&tmp);
+            dir.remove()?;
             return Ok(false);
         }
-        if let Err(e) = fs::rename(&tmp, &final_dir) {
-            let _ = fs::remove_dir_all(&tmp);
+        if let Err(e) = fs::rename(&dir.path, &final_dir) {
+            let _ = dir.remove();
             return Err(StoreError::io("storing layer", &final_dir, e));
         }
         Ok(true)
+    }
+
+    /// Takes back a layer placed by a transaction that failed (layers lock held).
+    pub(crate) fn unplace_layer(&self, id: &str) {
+        let layers_dir = self.paths.layers_dir();
+        if let Ok(Some(doomed)) = lock::doom(&layers_dir, &layers_dir.join(id)) {
+            let _ = doomed.remove();
+        }
     }
 
     /// The extracted tree of a layer.

@@ -1,7 +1,7 @@
 //! Layers: tar streams extracted once into `layers/<diff_id>/diff`, inside the user
 //! namespace so that owners land mapped through the user's id range.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
@@ -11,22 +11,28 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::{tarsplit, StoreError};
+use crate::{tarscan, tarsplit, StoreError};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-/// Passes bytes through while hashing and counting them (and recording the tar-split).
+/// Passes bytes through while hashing and counting them (and recording the tar-split),
+/// following the tar structure to refuse truncated streams and oversized metadata.
 struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     size: u64,
     split: Option<tarsplit::Shared>,
+    scan: tarscan::Scanner,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.scan.finish()?;
+        }
+        self.scan.consume(&buf[..n])?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         if let Some(split) = &self.split {
@@ -53,12 +59,61 @@ pub struct Extracted {
 
 /// Extracts the uncompressed tar `reader` into the empty directory `dest`.
 ///
-/// Hostile input is expected: entries that would land outside `dest` (`..`, absolute
-/// paths, writes through a symlink, hardlinks to outside) are refused (CVE-class: tar
-/// path traversal, e.g. CVE-2019-14271 / CVE-2018-15664), and owners the namespace cannot
-/// represent fail with an error that names the file and /etc/subuid.
+/// Hostile input is expected: entries that would land outside `dest` (`..`, writes
+/// through a symlink, hardlinks to outside) are refused (CVE-class: tar path traversal,
+/// e.g. CVE-2019-14271 / CVE-2018-15664), and owners the namespace cannot represent fail
+/// with an error that names the file and /etc/subuid. A leading `/` is dropped, as GNU
+/// tar, Docker and Podman do: `/etc/x` lands at `etc/x` of the layer.
 pub fn extract(reader: impl Read, dest: &Path, limits: IdLimits) -> Result<Extracted, StoreError> {
     extract_recorded(reader, dest, limits, None)
+}
+
+/// The directories of a layer being extracted that are known to be real directories
+/// (checked with lstat, or made by us), relative to its root: every entry's parent must
+/// be one, so no entry is written through a symlink. Checking each new parent once, not
+/// resolving every path, keeps extraction of many small files cheap.
+struct Tree<'a> {
+    root: &'a Path,
+    dirs: HashSet<PathBuf>,
+}
+
+fn escapes(path: &Path, why: &str) -> StoreError {
+    StoreError::BadLayer(format!("{}: {why}", path.display()))
+}
+
+impl Tree<'_> {
+    /// Makes sure `rel` is a real directory of the layer, creating what is missing.
+    fn ensure_dir(&mut self, rel: &Path, entry: &Path) -> Result<(), StoreError> {
+        if rel.as_os_str().is_empty() || self.dirs.contains(rel) {
+            return Ok(());
+        }
+        if let Some(parent) = rel.parent() {
+            self.ensure_dir(parent, entry)?;
+        }
+        let full = self.root.join(rel);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(escapes(
+                    entry,
+                    "path goes through a symlink of the layer; refused, as it could lead outside the layer",
+                ))
+            }
+            Ok(_) => return Err(escapes(entry, "a parent is not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&full).map_err(|e| StoreError::io("creating", &full, e))?
+            }
+            Err(e) => return Err(StoreError::io("checking", &full, e)),
+        }
+        self.dirs.insert(rel.to_path_buf());
+        Ok(())
+    }
+
+    /// The full path of entry `rel` (normal components), its parent made sure of.
+    fn place(&mut self, rel: &Path, entry: &Path) -> Result<PathBuf, StoreError> {
+        self.ensure_dir(rel.parent().unwrap_or(Path::new("")), entry)?;
+        Ok(self.root.join(rel))
+    }
 }
 
 /// [`extract`], also recording the stream's tar-split (see [`tarsplit`]) when given one.
@@ -73,6 +128,11 @@ pub fn extract_recorded(
         hasher: Sha256::new(),
         size: 0,
         split: split.clone(),
+        scan: tarscan::Scanner::default(),
+    };
+    let mut tree = Tree {
+        root: dest,
+        dirs: HashSet::new(),
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
@@ -81,7 +141,7 @@ pub fn extract_recorded(
         archive.set_unpack_xattrs(true);
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);
-        let bad = |e: io::Error| StoreError::BadLayer(e.to_string());
+        let bad = |e: io::Error| StoreError::BadLayer(chain(&e));
         let mut dirs = Vec::new();
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
@@ -91,12 +151,15 @@ pub fn extract_recorded(
             if uid >= u64::from(limits.uids) || gid >= u64::from(limits.gids) {
                 return Err(StoreError::UnmappedOwner { path, uid, gid });
             }
-            let name = path
+            let Some(rel) = relative(&path)? else {
+                // The root itself ("./"): its owner and mode are the container's business.
+                continue;
+            };
+            let name = rel
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let rel = relative(&path);
-            if let (Some(split), Some(rel)) = (&split, &rel) {
+            if let Some(split) = &split {
                 let replaced = match name.strip_prefix(WHITEOUT_PREFIX) {
                     Some(hidden) => rel.with_file_name(hidden),
                     None => rel.clone(),
@@ -104,39 +167,44 @@ pub fn extract_recorded(
                 split.borrow_mut().before_replace(&replaced)?;
             }
             if name.starts_with(WHITEOUT_PREFIX) {
-                whiteout(dest, &path, &name, uid as u32, gid as u32)?;
+                whiteout(&mut tree, &rel, &name, uid as u32, gid as u32)?;
                 continue;
             }
             let kind = entry.header().entry_type();
-            if let (Some(split), Some(rel), true) = (
+            if let (Some(split), true) = (
                 &split,
-                &rel,
                 matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) && entry.size() > 0,
             ) {
                 split
                     .borrow_mut()
-                    .begin_content(rel, entry.size())
+                    .begin_content(&rel, entry.size())
                     .map_err(|e| StoreError::io("recording", dest, e))?;
             }
-            if kind == tar::EntryType::Fifo {
-                // tar's unpack would make a regular file of it.
-                let mode = entry.header().mode().map_err(bad)?;
-                let mtime = entry.header().mtime().unwrap_or(0);
-                fifo(dest, &path, mode, uid as u32, gid as u32, mtime as i64)?;
-                continue;
+            let target = tree.place(&rel, &path)?;
+            match kind {
+                tar::EntryType::Fifo => {
+                    // tar's unpack would make a regular file of it.
+                    let mode = entry.header().mode().map_err(bad)?;
+                    let mtime = entry.header().mtime().unwrap_or(0);
+                    fifo(&target, mode, uid as u32, gid as u32, mtime as i64)?;
+                    continue;
+                }
+                tar::EntryType::Link => {
+                    let link = entry
+                        .link_name()
+                        .map_err(bad)?
+                        .ok_or_else(|| escapes(&path, "hard link without a target"))?;
+                    hard_link(&mut tree, &link, &target, &path)?;
+                    continue;
+                }
+                _ => {}
             }
-            let is_dir = kind.is_dir();
-            let unpacked = entry
-                .unpack_in(dest)
-                .map_err(|e| StoreError::BadLayer(format!("{}: {e}", path.display())))?;
-            if !unpacked {
-                return Err(StoreError::BadLayer(format!(
-                    "{}: path escapes the layer",
-                    path.display()
-                )));
-            }
-            if is_dir {
-                dirs.push((path, entry.header().mtime().unwrap_or(0)));
+            entry
+                .unpack(&target)
+                .map_err(|e| StoreError::BadLayer(format!("{}: {}", path.display(), chain(&e))))?;
+            if kind.is_dir() {
+                tree.dirs.insert(rel.clone());
+                dirs.push((rel, entry.header().mtime().unwrap_or(0)));
             }
         }
         // Children were written into these directories after their own entry set the
@@ -147,7 +215,7 @@ pub fn extract_recorded(
         }
     }
     // Trailing padding after the end-of-archive blocks belongs to the digest too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| StoreError::BadLayer(e.to_string()))?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| StoreError::BadLayer(chain(&e)))?;
     if let Some(split) = &split {
         split
             .borrow_mut()
@@ -160,17 +228,71 @@ pub fn extract_recorded(
     })
 }
 
-/// Where tar's `unpack_in` puts `path` inside the layer: normal components only.
-fn relative(path: &Path) -> Option<PathBuf> {
+/// An error with its causes, on one line (the tar crate wraps the cause in its own).
+fn chain(e: &io::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Where `path` lands inside the layer: its normal components (a leading `/` and `.`
+/// dropped); `None` for the root itself. `..` anywhere is refused.
+fn relative(path: &Path) -> Result<Option<PathBuf>, StoreError> {
     let mut rel = PathBuf::new();
     for comp in path.components() {
         match comp {
             Component::Normal(c) => rel.push(c),
             Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-            Component::ParentDir => return None,
+            Component::ParentDir => return Err(escapes(path, "path escapes the layer (..)")),
         }
     }
-    (!rel.as_os_str().is_empty()).then_some(rel)
+    Ok((!rel.as_os_str().is_empty()).then_some(rel))
+}
+
+/// A hard link at `target` to `link`, an earlier entry of the same layer: the link's
+/// path must stay inside (no `..`, no symlinked parent) and name an existing non-directory.
+fn hard_link(tree: &mut Tree, link: &Path, target: &Path, entry: &Path) -> Result<(), StoreError> {
+    let src_rel = relative(link)
+        .map_err(|_| escapes(entry, "hard link to outside the layer"))?
+        .ok_or_else(|| escapes(entry, "hard link to the layer's root"))?;
+    let parent = src_rel.parent().unwrap_or(Path::new(""));
+    let mut dir = PathBuf::new();
+    for comp in parent.components() {
+        dir.push(comp);
+        if !tree.dirs.contains(&dir) {
+            match fs::symlink_metadata(tree.root.join(&dir)) {
+                Ok(m) if m.is_dir() => {
+                    tree.dirs.insert(dir.clone());
+                }
+                _ => {
+                    return Err(escapes(
+                        entry,
+                        "hard link through a symlink or to a missing file; refused, as it could lead outside the layer",
+                    ))
+                }
+            }
+        }
+    }
+    let src = tree.root.join(&src_rel);
+    match fs::symlink_metadata(&src) {
+        Ok(m) if !m.is_dir() => {}
+        Ok(_) => return Err(escapes(entry, "hard link to a directory")),
+        Err(_) => return Err(escapes(entry, "hard link to a file not in the layer")),
+    }
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => return Err(escapes(entry, "a directory is in the way of the hard link")),
+        Ok(_) => fs::remove_file(target).map_err(|e| StoreError::io("replacing", target, e))?,
+        Err(_) => {}
+    }
+    // linkat without AT_SYMLINK_FOLLOW: a symlink is linked itself, never followed.
+    fs::hard_link(&src, target).map_err(|e| StoreError::io("linking", target, e))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -204,44 +326,13 @@ fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
     Ok(())
 }
 
-/// The directory `parent` of an entry, inside `dest`, created if missing; refuses any
-/// path that resolves (through symlinks already extracted) outside `dest`.
-fn parent_inside(dest: &Path, entry: &Path) -> Result<PathBuf, StoreError> {
-    let mut rel = PathBuf::new();
-    for comp in entry.parent().unwrap_or(Path::new("")).components() {
-        match comp {
-            Component::Normal(c) => rel.push(c),
-            Component::CurDir | Component::RootDir => {}
-            _ => {
-                return Err(StoreError::BadLayer(format!(
-                    "{}: path escapes the layer",
-                    entry.display()
-                )))
-            }
-        }
-    }
-    let dir = dest.join(&rel);
-    fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating", &dir, e))?;
-    let canon = dir
-        .canonicalize()
-        .map_err(|e| StoreError::io("resolving", &dir, e))?;
-    let root = dest
-        .canonicalize()
-        .map_err(|e| StoreError::io("resolving", dest, e))?;
-    if !canon.starts_with(&root) {
-        return Err(StoreError::BadLayer(format!(
-            "{}: path escapes the layer",
-            entry.display()
-        )));
-    }
-    Ok(canon)
-}
-
 /// OCI whiteouts become what kernel overlayfs understands: a 0/0 character device hides a
 /// lower file; the `user.overlay.opaque` xattr (we mount with `userxattr`) hides a lower
 /// directory's contents.
-fn whiteout(dest: &Path, path: &Path, name: &str, uid: u32, gid: u32) -> Result<(), StoreError> {
-    let parent = parent_inside(dest, path)?;
+fn whiteout(tree: &mut Tree, rel: &Path, name: &str, uid: u32, gid: u32) -> Result<(), StoreError> {
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    tree.ensure_dir(parent_rel, rel)?;
+    let parent = tree.root.join(parent_rel);
     if name == OPAQUE_MARKER {
         xattr_set(&parent, "user.overlay.opaque", b"y")
             .map_err(|e| StoreError::io("marking opaque", &parent, e))?;
@@ -251,13 +342,18 @@ fn whiteout(dest: &Path, path: &Path, name: &str, uid: u32, gid: u32) -> Result<
     if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
         return Err(StoreError::BadLayer(format!(
             "{}: invalid whiteout",
-            path.display()
+            rel.display()
         )));
     }
     let target = parent.join(hidden);
-    let _ = fs::remove_file(&target);
+    if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir_all(&target).map_err(|e| StoreError::io("whiting out", &target, e))?;
+        tree.dirs.retain(|d| !d.starts_with(parent_rel.join(hidden)));
+    } else {
+        let _ = fs::remove_file(&target);
+    }
     let c = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| StoreError::BadLayer(path.display().to_string()))?;
+        .map_err(|_| StoreError::BadLayer(rel.display().to_string()))?;
     // SAFETY: valid path; a 0/0 character device is the only node a user namespace may make.
     if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } < 0 {
         return Err(StoreError::io(
@@ -271,29 +367,30 @@ fn whiteout(dest: &Path, path: &Path, name: &str, uid: u32, gid: u32) -> Result<
     Ok(())
 }
 
-/// A FIFO at `path` inside `dest`, with its owner, mode and mtime.
-fn fifo(dest: &Path, path: &Path, mode: u32, uid: u32, gid: u32, mtime: i64) -> Result<(), StoreError> {
-    let parent = parent_inside(dest, path)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| StoreError::BadLayer(format!("{}: invalid name", path.display())))?;
-    let target = parent.join(name);
-    let _ = fs::remove_file(&target);
+/// A FIFO at `target` (its parent checked), with its owner, mode and mtime.
+fn fifo(target: &Path, mode: u32, uid: u32, gid: u32, mtime: i64) -> Result<(), StoreError> {
+    if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+        return Err(StoreError::BadLayer(format!(
+            "{}: a directory is in the way of a FIFO",
+            target.display()
+        )));
+    }
+    let _ = fs::remove_file(target);
     let c = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| StoreError::BadLayer(path.display().to_string()))?;
+        .map_err(|_| StoreError::BadLayer(target.display().to_string()))?;
     // SAFETY: valid path; FIFOs need no privilege.
     if unsafe { libc::mknod(c.as_ptr(), libc::S_IFIFO | 0o600, 0) } < 0 {
         return Err(StoreError::io(
             "creating fifo",
-            &target,
+            target,
             io::Error::last_os_error(),
         ));
     }
-    std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
-        .map_err(|e| StoreError::io("chown", &target, e))?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(|e| StoreError::io("chmod", &target, e))?;
-    let _ = set_mtime(&target, mtime);
+    std::os::unix::fs::lchown(target, Some(uid), Some(gid))
+        .map_err(|e| StoreError::io("chown", target, e))?;
+    fs::set_permissions(target, fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| StoreError::io("chmod", target, e))?;
+    let _ = set_mtime(target, mtime);
     Ok(())
 }
 
@@ -470,37 +567,118 @@ mod tests {
 
     #[test]
     fn refuses_entries_outside_the_layer() {
-        for (name, entries) in [
-            (
-                "dotdot",
-                vec![("../escape", tar::EntryType::Regular, &b"x"[..], None)],
-            ),
+        use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as S};
+        let tmp = tempfile::tempdir().unwrap();
+        let canary = tmp.path().join("canary");
+        fs::create_dir(&canary).unwrap();
+        fs::write(canary.join("file"), "canary").unwrap();
+        let c = canary.to_str().unwrap().to_string();
+        let cf = format!("{c}/file");
+        type Entries<'a> = Vec<(&'a str, tar::EntryType, &'a [u8], Option<&'a str>)>;
+        let cases: Vec<(&str, Entries)> = vec![
+            ("dotdot", vec![("../escape", F, b"x", None)]),
+            ("inner dotdot", vec![("a/../../escape", F, b"x", None)]),
             (
                 "symlink-then-write",
+                vec![("link", S, b"", Some(&c)), ("link/escape", F, b"x", None)],
+            ),
+            (
+                "relative symlink-then-write",
                 vec![
-                    ("link", tar::EntryType::Symlink, &b""[..], Some("/tmp")),
-                    ("link/escape", tar::EntryType::Regular, &b"x"[..], None),
+                    ("link", S, b"", Some("../canary")),
+                    ("link/escape", F, b"x", None),
                 ],
+            ),
+            (
+                "symlink-then-dir",
+                vec![("link", S, b"", Some(&c)), ("link/sub/", D, b"", None)],
+            ),
+            (
+                "symlink-then-same-dir",
+                vec![("link", S, b"", Some(&c)), ("link/", D, b"", None)],
             ),
             (
                 "hardlink-outside",
-                vec![("h", tar::EntryType::Link, &b""[..], Some("../../../etc/passwd"))],
+                vec![("h", H, b"", Some("../../../etc/passwd"))],
             ),
+            ("hardlink-absolute", vec![("h", H, b"", Some(&cf))]),
+            (
+                "symlink-dir-then-hardlink",
+                vec![("link", S, b"", Some(&c)), ("h", H, b"", Some("link/file"))],
+            ),
+            ("hardlink-to-missing", vec![("h", H, b"", Some("nothing"))]),
             (
                 "whiteout-through-symlink",
-                vec![
-                    ("link", tar::EntryType::Symlink, &b""[..], Some("/tmp")),
-                    ("link/.wh.x", tar::EntryType::Regular, &b""[..], None),
-                ],
+                vec![("link", S, b"", Some(&c)), ("link/.wh.file", F, b"", None)],
             ),
-        ] {
-            let tmp = tempfile::tempdir().unwrap();
-            let layer = tmp.path().join("layer");
+            ("whiteout-of-dotdot", vec![(".wh..", F, b"", None)]),
+            ("whiteout-of-dot", vec![(".wh..", F, b"", None)]),
+            ("whiteout-in-dotdot", vec![("../.wh.file", F, b"", None)]),
+        ];
+        for (name, entries) in cases {
+            let layer = tmp.path().join(format!("layer-{}", name.replace(' ', "-")));
             fs::create_dir(&layer).unwrap();
             let result = extract(&tar_with(&entries)[..], &layer, limits());
-            assert!(result.is_err(), "{name} was accepted");
+            let err = result.expect_err(name).to_string();
+            assert!(!err.contains('\n'), "{name}: {err}");
             assert!(!tmp.path().join("escape").exists(), "{name} wrote outside");
+            let mut left: Vec<_> = fs::read_dir(&canary)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            left.sort();
+            assert_eq!(left, ["file"], "{name} wrote into the canary");
+            assert_eq!(fs::read(canary.join("file")).unwrap(), b"canary", "{name}");
         }
+    }
+
+    #[test]
+    fn absolute_paths_land_inside_and_replacing_a_symlink_is_safe() {
+        let tmp = tempfile::tempdir().unwrap();
+        let canary = tmp.path().join("canary");
+        fs::create_dir(&canary).unwrap();
+        let layer = tmp.path().join("layer");
+        fs::create_dir(&layer).unwrap();
+        let c = format!("{}/x", canary.display());
+        let data = tar_with(&[
+            ("/abs", tar::EntryType::Regular, b"inside", None),
+            ("link", tar::EntryType::Symlink, b"", Some(&c)),
+            ("link", tar::EntryType::Regular, b"replaced", None),
+        ]);
+        extract(&data[..], &layer, limits()).unwrap();
+        assert_eq!(fs::read(layer.join("abs")).unwrap(), b"inside");
+        assert_eq!(fs::read(layer.join("link")).unwrap(), b"replaced");
+        assert_eq!(fs::read_dir(&canary).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_truncated_and_oversized_streams() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tar_with(&[("f", tar::EntryType::Regular, &[7u8; 3000], None)]);
+        fs::create_dir(tmp.path().join("a")).unwrap();
+        let err = extract(&data[..1500], &tmp.path().join("a"), limits()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path("huge").unwrap();
+        h.set_mode(0o644);
+        h.set_uid(nix::unistd::getuid().as_raw().into());
+        h.set_gid(nix::unistd::getgid().as_raw().into());
+        h.set_size(1 << 50);
+        h.set_cksum();
+        let mut huge = h.as_bytes().to_vec();
+        huge.extend_from_slice(&[0u8; 4096]);
+        fs::create_dir(tmp.path().join("b")).unwrap();
+        let err = extract(&huge[..], &tmp.path().join("b"), limits()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_path("././@LongLink").unwrap();
+        h.set_size(1 << 40);
+        h.set_cksum();
+        fs::create_dir(tmp.path().join("c")).unwrap();
+        let err = extract(&h.as_bytes()[..], &tmp.path().join("c"), limits()).unwrap_err();
+        assert!(err.to_string().contains("long name"), "{err}");
     }
 
     #[test]

@@ -44,27 +44,27 @@ pub fn import(args: ImportArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     };
     let mut engine = Engine::open(global)?;
     let limits = engine.id_limits();
-    let layer = engine
-        .store
-        .import_layer(input, limits)
-        .with_context(|| format!("importing {}", args.tarball))?;
     let created = crate::commands::rfc3339(std::time::SystemTime::now());
-    let mut history =
-        json!({"created": created, "created_by": format!("/bin/sh -c #(nop) ADD file:{layer} in /")});
-    if let Some(m) = &args.message {
-        history["comment"] = json!(m);
-    }
-    let config = json!({
-        "created": created,
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": image_config,
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer}")]},
-        "history": [history],
-    });
+    let make_config = |layer: &str| {
+        let mut history =
+            json!({"created": created, "created_by": format!("/bin/sh -c #(nop) ADD file:{layer} in /")});
+        if let Some(m) = &args.message {
+            history["comment"] = json!(m);
+        }
+        json!({
+            "created": created,
+            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            "os": "linux",
+            "config": image_config,
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer}")]},
+            "history": [history],
+        })
+        .to_string()
+    };
     let image = engine
         .store
-        .create_image(&[layer], &config.to_string(), name.as_slice())?;
+        .import_image(input, limits, make_config, name.as_slice())
+        .with_context(|| format!("importing {}", args.tarball))?;
     // Podman prints the id with or without -q; -q only silences progress, which we have none of.
     let _ = args.quiet;
     println!("{}", image.id);
@@ -72,7 +72,7 @@ pub fn import(args: ImportArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
 }
 
 /// Applies one `--change` (`CMD ["sh"]`, `CMD=sh -c x`, `ENV=A=b`, ...) to an image config.
-fn apply_change(config: &mut Map<String, Value>, change: &str) -> anyhow::Result<()> {
+pub(super) fn apply_change(config: &mut Map<String, Value>, change: &str) -> anyhow::Result<()> {
     let split = change
         .find(['=', ' '])
         .ok_or_else(|| anyhow::anyhow!("invalid change {change:?}: expected INSTRUCTION VALUE"))?;

@@ -105,10 +105,30 @@ fn remove_one(store: &mut Store, image: &Image, reference: &str, force: bool) ->
             store.remove_container(id)?;
         }
     }
+    match store.remove_image(&image.id) {
+        Ok(()) => {}
+        // A container was made from it meanwhile.
+        Err(StoreError::ImageInUse(_)) => {
+            return Err(anyhow!(ExitError {
+                code: 2,
+                message: format!(
+                    "image used by a container: image is in use by a container: consider listing external containers and force-removing image {}",
+                    image.id
+                ),
+            }))
+        }
+        // Removed meanwhile by another burrow.
+        Err(e @ StoreError::ImageNotKnown(_)) => {
+            return Err(anyhow!(ExitError {
+                code: 1,
+                message: e.to_string(),
+            }))
+        }
+        Err(e) => return Err(e.into()),
+    }
     for name in &image.names {
         println!("Untagged: {name}");
     }
-    store.remove_image(&image.id)?;
     println!("Deleted: {}", image.id);
     Ok(())
 }

@@ -19,6 +19,7 @@ pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MT_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MT_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// How layer blobs are stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum Compression {
     /// gzip, no timestamp in the header (`...layer.v1.tar+gzip`; what registries mostly serve).
     #[default]
     Gzip,
+    /// zstd (`...layer.v1.tar+zstd`).
+    Zstd,
 }
 
 /// The image config fields tests care about (the `config` object of the OCI image config).
@@ -197,6 +200,7 @@ impl ImageSpec {
             let blob = match self.compression {
                 Compression::None => tar,
                 Compression::Gzip => gzip(&tar)?,
+                Compression::Zstd => zstd::encode_all(tar.as_slice(), 3)?,
             };
             layers.push(BuiltLayer {
                 digest: sha256_digest(&blob),
@@ -223,6 +227,7 @@ impl ImageSpec {
             layer_media_type: match self.compression {
                 Compression::None => MT_OCI_LAYER_TAR,
                 Compression::Gzip => MT_OCI_LAYER_GZIP,
+                Compression::Zstd => MT_OCI_LAYER_ZSTD,
             },
         })
     }
@@ -460,6 +465,7 @@ mod tests {
                 flate2::read::GzDecoder::new(blob).read_to_end(&mut v).unwrap();
                 v
             }
+            Compression::Zstd => zstd::decode_all(blob).unwrap(),
         }
     }
 
