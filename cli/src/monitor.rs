@@ -20,6 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
+use crate::commands::attach::{AttachServer, STDERR, STDOUT};
 use crate::context::Engine;
 use crate::exit::ExitError;
 use crate::launch;
@@ -179,14 +180,15 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         let launch = launch::load(&record)?;
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
-        let launched = match launch::start(
+        let started = match launch::start(
             store,
             &record,
             &launch,
             Some((out_w.as_raw_fd(), err_w.as_raw_fd())),
             false,
+            Some(std::process::id() as i32),
         ) {
-            Ok(l) => l,
+            Ok(s) => s,
             Err(e) => {
                 let exit_code = e.downcast_ref::<ExitError>().map_or(125, |x| x.code);
                 say(Ready::Failed {
@@ -200,11 +202,15 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
             }
         };
         drop((out_w, err_w));
+        let launch::Started { launched, network } = started;
         let pid = launched.pid;
-        store.set_running(id, pid.as_raw(), Some(std::process::id() as i32))?;
         say(Ready::Running { pid: pid.as_raw() });
-        let code = pump(&sfd, pid, out_r, err_r, launched.pty_master, &mut log)?;
+        let attach = AttachServer::bind(store, id)
+            .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
+            .ok();
+        let code = pump(&sfd, pid, out_r, err_r, launched.pty_master, &mut log, attach)?;
         drop(launched.rootfs_mount);
+        drop(network);
         store.set_exited(id, code)?;
         let now = store.container(id)?;
         if now.auto_remove {
@@ -226,7 +232,10 @@ fn pump(
     err: OwnedFd,
     pty: Option<OwnedFd>,
     log: &mut LogWriter,
+    mut attach: Option<AttachServer>,
 ) -> anyhow::Result<i32> {
+    // What attached clients type goes to the terminal (with -t).
+    let terminal = pty.as_ref().and_then(|m| m.try_clone().ok());
     // With -t the terminal carries both streams; the pipes stay silent.
     let mut streams: Vec<(OwnedFd, &str)> = vec![(out, "stdout"), (err, "stderr")];
     if let Some(master) = pty {
@@ -244,6 +253,10 @@ fn pump(
                 .iter()
                 .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
         );
+        let attach_at = fds.len();
+        if let Some(a) = &attach {
+            fds.extend(a.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        }
         // Once the container is gone, what is left in the pipes is read without waiting.
         let timeout = if exit_code.is_some() {
             PollTimeout::ZERO
@@ -266,7 +279,12 @@ fn pump(
             }
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) | Err(nix::errno::Errno::EIO) => closed.push(i),
-                Ok(n) => log.write(name, &buf[..n]),
+                Ok(n) => {
+                    log.write(name, &buf[..n]);
+                    if let Some(a) = attach.as_mut() {
+                        a.broadcast(if *name == "stderr" { STDERR } else { STDOUT }, &buf[..n]);
+                    }
+                }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(_) => closed.push(i),
             }
@@ -278,6 +296,9 @@ fn pump(
         closed.dedup();
         for i in closed.into_iter().rev() {
             streams.remove(i);
+        }
+        if let Some(a) = attach.as_mut() {
+            a.handle(&ready[attach_at..], terminal.as_ref().map(|t| t.as_fd()));
         }
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {

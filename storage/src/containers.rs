@@ -60,6 +60,8 @@ pub struct ContainerRecord {
     /// `stop` or `kill` asked for the end: the monitor does not restart it.
     pub stop_requested: bool,
     pub restarts: i64,
+    /// `pause` stopped its processes (the state stays running: see [`ContainerRecord::status`]).
+    pub paused: bool,
 }
 
 impl ContainerRecord {
@@ -79,12 +81,24 @@ impl ContainerRecord {
             monitor_pid: r.get(11)?,
             stop_requested: r.get(12)?,
             restarts: r.get(13)?,
+            paused: r.get(14)?,
         })
+    }
+
+    /// The state as Podman names it: `created`, `running`, `paused` or `exited`. A paused
+    /// container is running as far as stop, kill, rm and wait are concerned (its processes
+    /// exist; SIGKILL ends stopped processes too), so the state column stays `running`.
+    pub fn status(&self) -> &'static str {
+        if self.paused && self.state == ContainerState::Running {
+            "paused"
+        } else {
+            self.state.as_str()
+        }
     }
 }
 
 const COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config, \
-                       started, finished, monitor_pid, stop_requested, restarts";
+                       started, finished, monitor_pid, stop_requested, restarts, paused";
 const INSERT_COLUMNS: &str = "id, name, image_id, created, state, pid, exit_code, auto_remove, config";
 
 /// Whether `pid` is a live process (a zombie is not: an orphan whose reaper never came,
@@ -144,7 +158,9 @@ impl Store {
             return Err(e);
         }
         debug_assert!(!name.is_empty());
-        self.container(&id)
+        let record = self.container(&id)?;
+        self.container_event(&record, "create", None);
+        Ok(record)
     }
 
     pub fn container_dirs(&self, id: &str) -> ContainerDirs {
@@ -197,18 +213,24 @@ impl Store {
     pub fn set_running(&self, id: &str, pid: i32, monitor_pid: Option<i32>) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE containers SET state = 'running', pid = ?2, monitor_pid = ?3, exit_code = NULL, \
-             started = ?4, finished = NULL WHERE id = ?1",
+             started = ?4, finished = NULL, paused = 0 WHERE id = ?1",
             params![id, pid, monitor_pid, now()],
         )?;
+        if let Ok(record) = self.container(id) {
+            self.container_event(&record, "start", None);
+        }
         Ok(())
     }
 
     pub fn set_exited(&self, id: &str, exit_code: i32) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE containers SET state = 'exited', pid = NULL, monitor_pid = NULL, exit_code = ?2, \
-             finished = ?3 WHERE id = ?1",
+             finished = ?3, paused = 0 WHERE id = ?1",
             params![id, exit_code.clamp(-1, 255), now()],
         )?;
+        if let Ok(record) = self.container(id) {
+            self.container_event(&record, "died", Some(exit_code));
+        }
         Ok(())
     }
 
@@ -242,38 +264,55 @@ impl Store {
     /// Finds out the truth about a container whose record says it runs: if its process is
     /// gone (its monitor was killed, say), the record says exited from now on.
     pub fn refresh_state(&self, c: &mut ContainerRecord) -> Result<(), StoreError> {
-        if c.state != ContainerState::Running || c.pid.is_some_and(process_alive) {
+        // While the process that watches it (its monitor, or the foreground burrow) lives, it
+        // records the exit: a zombie waiting for it to reap is no news.
+        if c.state != ContainerState::Running
+            || c.pid.is_some_and(process_alive)
+            || c.monitor_pid.is_some_and(process_alive)
+        {
             return Ok(());
         }
         // Only if no monitor recorded the real exit meanwhile: -1 says the code is unknown.
-        self.conn().execute(
+        let changed = self.conn().execute(
             "UPDATE containers SET state = 'exited', pid = NULL, monitor_pid = NULL, exit_code = -1, \
-             finished = ?3 WHERE id = ?1 AND state = 'running' AND pid IS ?2",
+             finished = ?3, paused = 0 WHERE id = ?1 AND state = 'running' AND pid IS ?2",
             params![c.id, c.pid, now()],
         )?;
         *c = self.container(&c.id)?;
+        if changed > 0 {
+            self.container_event(c, "died", Some(-1));
+        }
         Ok(())
     }
 
     /// `--rm` containers whose burrow process was killed (`kill -9` leaves no chance to clean
     /// up; the container itself died with it): the record says running, the process is gone.
     pub fn orphaned_auto_remove(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT id, pid FROM containers WHERE auto_remove = 1 AND state = 'running'")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, pid, monitor_pid FROM containers WHERE auto_remove = 1 AND state = 'running'",
+        )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i32>>(1)?)))?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i32>>(1)?,
+                    r.get::<_, Option<i32>>(2)?,
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows
             .into_iter()
-            .filter(|(_, pid)| pid.is_none_or(|p| !process_alive(p)))
-            .map(|(id, _)| id)
+            .filter(|(_, pid, watcher)| {
+                !pid.is_some_and(process_alive) && !watcher.is_some_and(process_alive)
+            })
+            .map(|(id, _, _)| id)
             .collect())
     }
 
     /// Removes a container's files and record. Every step is tried; the first error is
     /// returned after all of them ran, so a half-removed container is finished next time.
     pub fn remove_container(&self, id: &str) -> Result<(), StoreError> {
+        let record = self.container(id).ok();
         let mut first_error = None;
         for dir in [self.paths.bundle_dir(id), self.paths.container_dir(id)] {
             match fs::remove_dir_all(&dir) {
@@ -287,7 +326,49 @@ impl Store {
         if first_error.is_none() {
             self.conn()
                 .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+            if let Some(record) = &record {
+                self.container_event(record, "remove", None);
+            }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Gives a container a new name (`rename`); names stay unique.
+    pub fn rename_container(&self, id: &str, name: &str) -> Result<ContainerRecord, StoreError> {
+        match self
+            .conn()
+            .execute("UPDATE containers SET name = ?2 WHERE id = ?1", params![id, name])
+        {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let owner: String = self
+                    .conn()
+                    .query_row("SELECT id FROM containers WHERE name = ?1", [name], |r| r.get(0))
+                    .unwrap_or_default();
+                return Err(StoreError::NameInUse {
+                    name: name.to_string(),
+                    id: owner,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let record = self.container(id)?;
+        self.container_event(&record, "rename", None);
+        Ok(record)
+    }
+
+    /// Records that `pause` stopped (or `unpause` continued) the container's processes; only
+    /// a running container can be either.
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE containers SET paused = ?2 WHERE id = ?1 AND state = 'running'",
+            params![id, paused],
+        )?;
+        if let Ok(record) = self.container(id) {
+            self.container_event(&record, if paused { "pause" } else { "unpause" }, None);
+        }
+        Ok(())
     }
 }

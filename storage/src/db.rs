@@ -54,6 +54,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE containers ADD COLUMN monitor_pid INTEGER;
     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0; -- no restart
     ALTER TABLE containers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;",
+    // 4: `pause` without a cgroup freezer: the processes are stopped, the state stays running.
+    "ALTER TABLE containers ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

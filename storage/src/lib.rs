@@ -7,11 +7,15 @@
 mod archive;
 mod containers;
 mod db;
+pub mod events;
+pub mod export;
 mod image_ops;
 mod images;
 pub mod layers;
+mod lock;
 mod names;
 mod paths;
+mod tarscan;
 pub mod tarsplit;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +26,7 @@ pub use archive::{ArchiveFormat, LoadedImage};
 pub use containers::{process_alive, ContainerDirs, ContainerRecord, ContainerState, NewContainer};
 pub use images::{normalize_name, Image};
 pub use layers::IdLimits;
-pub use paths::{PathNotice, StorePaths};
+pub use paths::{PathNotice, StorageConf, StorePaths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,6 +55,8 @@ pub enum StoreError {
     UnmappedOwner { path: PathBuf, uid: u64, gid: u64 },
     #[error("{0}: image not known")]
     ImageNotKnown(String),
+    #[error("image used by a container: image is in use by a container: {0}")]
+    ImageInUse(String),
     #[error("invalid reference format: {0:?}")]
     BadReference(String),
     #[error("no container with name or ID {0:?} found: no such container")]
@@ -59,6 +65,8 @@ pub enum StoreError {
         "the container name {name:?} is already in use by {id}. You have to remove that container to be able to reuse that name: that name is already in use"
     )]
     NameInUse { name: String, id: String },
+    #[error("{0}")]
+    Settings(String),
     #[error("invalid image configuration: {0}")]
     BadConfig(String),
     #[error("invalid image archive: {0}")]

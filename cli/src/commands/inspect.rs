@@ -1,10 +1,12 @@
-//! `burrow image inspect` and `burrow inspect` (images): Podman's JSON for each image.
+//! `burrow inspect`, `burrow container inspect` and `burrow image inspect`: Podman's JSON for
+//! each container (see `ctrinspect`) or image.
 
 use anyhow::{anyhow, bail, Result};
 use burrow_storage::{Image, Store};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::ctrinspect::{self, ContainerData};
 use super::format::{self, Format};
 use super::imageutil;
 use crate::context::Engine;
@@ -16,14 +18,25 @@ pub struct InspectArgs {
     /// Format the output using the given Go template, or json
     #[arg(short, long, value_name = "FORMAT")]
     format: Option<String>,
-    /// Specify inspect-object type (burrow inspects images so far)
+    /// Specify inspect-object type: container, image or all
     #[arg(short, long = "type", default_value = "all", value_name = "TYPE")]
     kind: String,
     /// Display the total file size (accepted; sizes are always shown)
     #[arg(short, long)]
     size: bool,
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Act on the latest container burrow is aware of
+    #[arg(short = 'l', long)]
+    latest: bool,
+    #[arg(required_unless_present = "latest", value_name = "NAME")]
     names: Vec<String>,
+}
+
+/// One inspected object: the array `inspect` prints mixes them, as Podman's does.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Inspected {
+    Container(Box<ContainerData>),
+    Image(Box<ImageData>),
 }
 
 /// Podman's `ImageData`, the fields burrow has.
@@ -112,23 +125,51 @@ fn image_data(
 
 /// `image inspect` (`top_level` false) or `inspect` (its error text differs, as Podman's).
 pub fn inspect(args: InspectArgs, global: &GlobalOptions, top_level: bool) -> Result<i32> {
-    if !matches!(args.kind.as_str(), "all" | "image") {
-        bail!(
-            "burrow inspects images only so far: --type {} is not supported",
-            args.kind
-        );
-    }
+    let kind = match (top_level, args.kind.as_str()) {
+        (false, _) => "image",
+        (true, "all") => "all",
+        (true, "container") => "container",
+        (true, "image") => "image",
+        (true, other) => bail!(
+            "invalid type {other:?}: must be one of container, image, all (burrow has no volumes, networks or pods)"
+        ),
+    };
+    inspect_kind(args, global, kind)
+}
+
+/// `container inspect`.
+pub fn inspect_containers(args: InspectArgs, global: &GlobalOptions) -> Result<i32> {
+    inspect_kind(args, global, "container")
+}
+
+fn inspect_kind(args: InspectArgs, global: &GlobalOptions, kind: &str) -> Result<i32> {
     let format = args.format.as_deref().map(Format::parse).transpose()?;
     let engine = Engine::open(global)?;
     let store = &engine.store;
     let sizes = store.layer_sizes()?;
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    for name in &args.names {
-        match store.image(name) {
-            Ok(image) => found.push(image_data(store, &image, &sizes)?),
-            Err(_) if top_level => errors.push(format!("no such object: {name:?}")),
-            Err(e) => errors.push(e.to_string()),
+    let mut names = args.names.clone();
+    if args.latest {
+        if let Some(c) = store.containers()?.pop() {
+            names.push(c.id);
+        }
+    }
+    for name in &names {
+        if kind != "image" {
+            if let Ok(mut c) = store.container(name) {
+                store.refresh_state(&mut c)?;
+                found.push(Inspected::Container(Box::new(ctrinspect::container_data(
+                    store, &c,
+                )?)));
+                continue;
+            }
+        }
+        match (kind, store.image(name)) {
+            ("container", _) => errors.push(format!("no such container {name}")),
+            (_, Ok(image)) => found.push(Inspected::Image(Box::new(image_data(store, &image, &sizes)?))),
+            ("all", Err(_)) => errors.push(format!("no such object: {name:?}")),
+            (_, Err(e)) => errors.push(e.to_string()),
         }
     }
     match &format {

@@ -41,6 +41,7 @@ const HEADERS: &[(&str, &str)] = &[("ID", "CONTAINER ID"), ("CreatedHuman", "CRE
 fn status(c: &ContainerRecord) -> String {
     match c.state {
         ContainerState::Created => "Created".into(),
+        ContainerState::Running if c.paused => "Paused".into(),
         ContainerState::Running => format!("Up {}", since(c.started.unwrap_or(c.created))),
         ContainerState::Exited => {
             format!(
@@ -71,7 +72,7 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "CreatedAt": format::go_time(c.created),
         "CreatedHuman": since(c.created),
         "Status": status(c),
-        "State": c.state.as_str(),
+        "State": c.status(),
         "ExitCode": c.exit_code.unwrap_or(0),
         "Exited": c.state == ContainerState::Exited,
         "Pid": c.pid.unwrap_or(0),
@@ -95,7 +96,7 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("invalid filter {filter:?}: expected KEY=VALUE"))?;
     Ok(match key {
-        "status" => c.state.as_str() == value,
+        "status" => c.status() == value,
         "name" => c.name.contains(value),
         "id" => c.id.starts_with(value),
         "exited" => {

@@ -54,6 +54,8 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
                 // -f kills right away, as Podman (-t raises the grace period).
                 stop_container(store, &mut c, Some(args.time.unwrap_or(0)))?;
             }
+            // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
+            super::mount::release(store, &c);
             store.remove_container(&c.id)?;
             Ok(c.id)
         });

@@ -106,6 +106,7 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
         wait_exit(pid, Duration::from_secs(10));
     }
     *c = wait_recorded(store, &c.id)?;
+    store.container_event(c, "stop", None);
     Ok(())
 }
 
@@ -164,6 +165,7 @@ pub fn kill(args: KillArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
                 engine.store.set_stop_requested(&c.id, true)?;
             }
             send(Pid::from_raw(c.pid.unwrap_or(0)), signal).context("sending the signal")?;
+            engine.store.container_event(&c, "kill", None);
             Ok(())
         });
         match result {

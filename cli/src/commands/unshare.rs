@@ -16,6 +16,8 @@ pub struct UnshareArgs {
 
 pub fn unshare(args: UnshareArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
+    // Join the namespace that `burrow mount` mounts in, so its mounts are visible here too.
+    let _ = burrow_userns::mountns::join(&engine.store.paths.run_root, false);
     let mut argv = args.command;
     if argv.is_empty() {
         argv.push(std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()));

@@ -299,9 +299,18 @@ fn rm_cleans_up_after_burrow_is_killed() {
     let env = env_with_busybox();
     let mut child = spawn_until_ready(
         &env,
-        &["run", "--rm", "bb", "sh", "-c", "echo ready; exec sleep 300"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 300",
+        ],
     );
-    // The container's first process is burrow's only child.
+    // The container's first process is burrow's only child (no network stack beside it).
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
     let container = std::path::PathBuf::from(format!("/proc/{}", children.trim()));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };

@@ -1,0 +1,89 @@
+//! What several container commands share: finding a container and its launch description,
+//! requiring it to run, and reading files from inside a running one.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::Result;
+use burrow_storage::{ContainerRecord, ContainerState, Store};
+
+use crate::exit::ExitError;
+use crate::launch::{self, Launch};
+
+/// The container named `name` (name, id or id prefix), its state checked against the kernel.
+pub fn find(store: &Store, name: &str) -> Result<ContainerRecord> {
+    let mut c = store.container(name)?;
+    store.refresh_state(&mut c)?;
+    Ok(c)
+}
+
+/// The container and its launch description; it must be running (and not paused). `what`
+/// completes Podman's message: "can only {what} on running containers".
+pub fn running(store: &Store, name: &str, what: &str) -> Result<(ContainerRecord, Launch, i32)> {
+    running_or(store, name, what, false)
+}
+
+/// [`running`], paused containers accepted too (their processes can be read).
+pub fn running_or_paused(store: &Store, name: &str, what: &str) -> Result<(ContainerRecord, Launch, i32)> {
+    running_or(store, name, what, true)
+}
+
+fn running_or(
+    store: &Store,
+    name: &str,
+    what: &str,
+    paused_ok: bool,
+) -> Result<(ContainerRecord, Launch, i32)> {
+    let c = find(store, name)?;
+    if c.state != ContainerState::Running || (c.paused && !paused_ok) {
+        return Err(ExitError {
+            code: 125,
+            message: format!(
+                "can only {what} on running containers: {} is in state {}: container state improper",
+                c.id,
+                c.status()
+            ),
+        }
+        .into());
+    }
+    let pid = c
+        .pid
+        .ok_or_else(|| anyhow::anyhow!("container {} runs but has no pid", c.id))?;
+    let l = launch::load(&c)?;
+    Ok((c, l, pid))
+}
+
+/// Reads `path` as the running container whose first process is `pid` sees it (through
+/// `/proc/PID/root`, resolved with RESOLVE_IN_ROOT: no symlink leads out of it).
+pub fn read_container_file(pid: i32, path: &str) -> Option<Vec<u8>> {
+    let root: OwnedFd = std::fs::File::open(format!("/proc/{pid}/root")).ok()?.into();
+    let fd = burrow_userns::mount::open_in_root(root.as_raw_fd(), Path::new(path), libc::O_RDONLY).ok()?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
+    Some(data)
+}
+
+/// 64 random hex digits (exec session ids).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Asks "Are you sure" as Podman's prune commands do; true for yes.
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    print!("{question}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer)? == 0 {
+        return Err(ExitError {
+            code: 125,
+            message: "EOF".into(),
+        }
+        .into());
+    }
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
