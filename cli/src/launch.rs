@@ -2,20 +2,23 @@
 //! under a monitor process of its own (burrow re-executed as `burrow __monitor ID`), which
 //! logs its output, records its exit and applies its restart policy. No daemon.
 
+use std::cell::RefCell;
 use std::fs;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use burrow_netstack::StackConfig;
 use burrow_storage::{ContainerRecord, Store};
 use burrow_userns::mount::RootfsSource;
 use burrow_userns::process::{self, LaunchOptions, Launched};
 use burrow_userns::spec::NetworkMode;
-use burrow_userns::{foreground, seccomp, RuntimeError};
+use burrow_userns::{foreground, seccomp};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::commands::netstack::NetstackProcess;
 use crate::context::Engine;
 use crate::exit::ExitError;
 
@@ -32,6 +35,22 @@ pub struct Launch {
     pub restart: RestartPolicy,
     pub stop_signal: String,
     pub stop_timeout: u32,
+    /// burrow's userspace network (slirp4netns addressing, published ports), if used.
+    #[serde(default)]
+    pub network: Option<StackConfig>,
+    #[serde(default)]
+    pub dns: Dns,
+    /// `--add-host HOST:IP` entries.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
+}
+
+/// `--dns`, `--dns-search`, `--dns-option`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Dns {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// `--restart`, as Podman's.
@@ -124,17 +143,62 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> any
     if network == NetworkMode::Host {
         hosts = fs::read_to_string("/etc/hosts").unwrap_or(hosts);
     }
-    hosts.push_str(&format!("127.0.1.1\t{hostname} {}\n", record.name));
+    for entry in &launch.add_hosts {
+        if let Some((host, ip)) = entry.split_once(':') {
+            hosts.push_str(&format!("{ip}\t{host}\n"));
+        }
+    }
+    match &launch.network {
+        Some(stack) => {
+            // As Podman with slirp4netns: the container's address, and the host as seen from it.
+            hosts.push_str(&format!(
+                "{}\t{hostname} {}\n",
+                stack.slirp.container_address(),
+                record.name
+            ));
+            hosts.push_str(&format!(
+                "{}\thost.containers.internal host.docker.internal\n",
+                stack.slirp.gateway()
+            ));
+        }
+        None => hosts.push_str(&format!("127.0.1.1\t{hostname} {}\n", record.name)),
+    }
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv: String = match network {
-        NetworkMode::Host => host_resolv,
-        // The host's loopback resolvers are not reachable from a network namespace.
-        NetworkMode::Private => host_resolv
+    let host_lines = |prefix: &str| -> Vec<String> {
+        host_resolv
             .lines()
-            .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+            .filter(|l| l.starts_with(prefix))
             .map(|l| format!("{l}\n"))
-            .collect(),
+            .collect()
     };
+    let mut resolv = String::new();
+    let servers: Vec<String> = if !launch.dns.servers.is_empty() {
+        launch.dns.servers.clone()
+    } else if let Some(stack) = &launch.network {
+        // The stack answers on its DNS address and asks the host's resolvers.
+        vec![stack.slirp.dns().to_string()]
+    } else {
+        host_resolv
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver").map(str::trim))
+            // The host's loopback resolvers are not reachable from a network namespace.
+            .filter(|ip| network == NetworkMode::Host || !(ip.starts_with("127.") || *ip == "::1"))
+            .map(str::to_string)
+            .collect()
+    };
+    if launch.dns.search.is_empty() {
+        resolv.extend(host_lines("search"));
+    } else {
+        resolv.push_str(&format!("search {}\n", launch.dns.search.join(" ")));
+    }
+    for server in servers {
+        resolv.push_str(&format!("nameserver {server}\n"));
+    }
+    if launch.dns.options.is_empty() {
+        resolv.extend(host_lines("options"));
+    } else {
+        resolv.push_str(&format!("options {}\n", launch.dns.options.join(" ")));
+    }
     let containerenv = format!(
         "engine=\"burrow-{}\"\nname=\"{}\"\nid=\"{}\"\nimage=\"{}\"\nrootless=1\n",
         env!("CARGO_PKG_VERSION"),
@@ -156,15 +220,24 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> any
     Ok(())
 }
 
+/// A started container and what runs beside it.
+pub struct Started {
+    pub launched: Launched,
+    /// Its network stack (stopped when dropped).
+    pub network: Option<NetstackProcess>,
+}
+
 /// Writes the bundle and starts the container's first process (see
-/// [`burrow_userns::process::launch`]; the caller blocks the forwarded signals first).
+/// [`burrow_userns::process::launch`]; the caller blocks the forwarded signals first), and
+/// its network stack before its command runs.
 pub fn start(
     store: &Store,
     record: &ContainerRecord,
     launch: &Launch,
     output: Option<(RawFd, RawFd)>,
     keep_stdin: bool,
-) -> anyhow::Result<Launched> {
+    monitor_pid: Option<i32>,
+) -> anyhow::Result<Started> {
     write_bundle(store, record, launch)?;
     let program = match launch.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(seccomp::compile_cached(
@@ -173,6 +246,19 @@ pub fn start(
         )?),
         None => None,
     };
+    let stack: RefCell<Option<NetstackProcess>> = RefCell::new(None);
+    // Before the command runs: its network, and the record that it runs (so that whatever
+    // happens to us next, the store knows the pid and the next command can clean up).
+    let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
+        if let (Some(config), Some(tap)) = (&launch.network, tap) {
+            let process =
+                crate::commands::netstack::spawn(tap, config).map_err(|e| crate::exit::message(&e))?;
+            *stack.borrow_mut() = Some(process);
+        }
+        store
+            .set_running(&record.id, pid.as_raw(), monitor_pid)
+            .map_err(|e| e.to_string())
+    };
     let launched = process::launch(&LaunchOptions {
         spec: &launch.spec,
         rootfs_source: &launch.rootfs,
@@ -180,11 +266,22 @@ pub fn start(
         init: launch.init,
         keep_stdin,
         output,
+        tap: launch
+            .network
+            .as_ref()
+            .map(|n| crate::commands::netstack::tap_config(&n.slirp)),
+        before_exec: Some(&before_exec),
     });
-    launched.map_err(|e: RuntimeError| {
-        let _ = store.set_exited(&record.id, e.exit_code());
-        ExitError::from(e).into()
-    })
+    match launched {
+        Ok(launched) => Ok(Started {
+            launched,
+            network: stack.into_inner(),
+        }),
+        Err(e) => {
+            let _ = store.set_exited(&record.id, e.exit_code());
+            Err(ExitError::from(e).into())
+        }
+    }
 }
 
 /// Runs a container in the foreground and returns its exit code; removes it after with --rm.
@@ -194,9 +291,12 @@ pub fn run_foreground(engine: &Engine, record: &ContainerRecord, launch: &Launch
         let forwarded = process::forwarded_signals();
         let mut previous = SigSet::empty();
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut previous))?;
-        let outcome = start(store, record, launch, None, launch.interactive).and_then(|launched| {
-            store.set_running(&record.id, launched.pid.as_raw(), None)?;
-            Ok(foreground::wait(launched, launch.interactive).map_err(ExitError::from)?)
+        // This process watches the container: recorded as its monitor.
+        let watcher = Some(std::process::id() as i32);
+        let outcome = start(store, record, launch, None, launch.interactive, watcher).and_then(|started| {
+            let code = foreground::wait(started.launched, launch.interactive).map_err(ExitError::from)?;
+            drop(started.network);
+            Ok(code)
         });
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
         let code = outcome?;

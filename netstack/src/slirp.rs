@@ -1,9 +1,16 @@
 //! The `slirp4netns[:opt=val,...]` network mode and the addresses it implies.
+//!
+//! One source of truth for the addresses: the tap set-up inside the container (userns), the stack
+//! (this crate) and the generated `/etc/resolv.conf` (cli) all derive them from [`SlirpConfig`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use smoltcp::wire::EthernetAddress;
 
 /// Configuration of a slirp4netns-compatible network, with slirp4netns' defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlirpConfig {
     pub network: Ipv4Addr,
     pub prefix_len: u8,
@@ -35,6 +42,9 @@ impl Default for SlirpConfig {
     }
 }
 
+/// slirp4netns' IPv6 prefix (fixed, as in slirp4netns): fd00::/64.
+const NETWORK6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0);
+
 impl SlirpConfig {
     /// Parses the options after `slirp4netns:` (comma separated `key=value`).
     pub fn parse_options(options: &str) -> Result<Self, SlirpConfigError> {
@@ -55,6 +65,10 @@ impl SlirpConfig {
                     if config.prefix_len > 25 {
                         return Err(bad());
                     }
+                    let mask = u32::MAX
+                        .checked_shl(32 - u32::from(config.prefix_len))
+                        .unwrap_or(0);
+                    config.network = Ipv4Addr::from(u32::from(config.network) & mask);
                 }
                 "mtu" => {
                     config.mtu = value.parse().map_err(|_| bad())?;
@@ -64,6 +78,12 @@ impl SlirpConfig {
                 }
                 "allow_host_loopback" => config.allow_host_loopback = parse_bool(value).ok_or_else(bad)?,
                 "enable_ipv6" => config.enable_ipv6 = parse_bool(value).ok_or_else(bad)?,
+                // Podman's choice between rootlesskit and slirp4netns for published ports. burrow
+                // has one port handler, which keeps the client's address, so both names select it.
+                "port_handler" => match value {
+                    "rootlesskit" | "slirp4netns" => {}
+                    _ => return Err(bad()),
+                },
                 _ => return Err(SlirpConfigError::UnknownOption(key.to_string())),
             }
         }
@@ -72,6 +92,16 @@ impl SlirpConfig {
 
     fn host_offset(&self, offset: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + offset)
+    }
+
+    /// The netmask of the network (255.255.255.0 for /24).
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0))
+    }
+
+    /// Whether `addr` lies in the virtual network.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & u32::from(self.netmask()) == u32::from(self.network)
     }
 
     /// The gateway, which is also the host's loopback when `allow_host_loopback` is set.
@@ -85,6 +115,44 @@ impl SlirpConfig {
 
     pub fn container_address(&self) -> Ipv4Addr {
         self.host_offset(100)
+    }
+
+    /// The IPv6 prefix length (64, fixed as in slirp4netns).
+    pub fn prefix_len6(&self) -> u8 {
+        64
+    }
+
+    /// Whether `addr` lies in the virtual IPv6 network fd00::/64.
+    pub fn contains6(&self, addr: Ipv6Addr) -> bool {
+        addr.segments()[..4] == NETWORK6.segments()[..4]
+    }
+
+    /// fd00::2, the IPv6 gateway (the host's ::1 when `allow_host_loopback` is set).
+    pub fn gateway6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)
+    }
+
+    /// fd00::3, the IPv6 DNS forwarder.
+    pub fn dns6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3)
+    }
+
+    /// fd00::100, the container's IPv6 address.
+    pub fn container_address6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100)
+    }
+
+    /// The gateway's MAC address: libslirp's `52:55:` followed by the gateway's IPv4 address.
+    pub fn gateway_mac(&self) -> EthernetAddress {
+        let [a, b, c, d] = self.gateway().octets();
+        EthernetAddress([0x52, 0x55, a, b, c, d])
+    }
+
+    /// The container's MAC address, which the tap is given so that the stack knows it before the
+    /// container sends anything: libslirp's `52:56:00:00:00:01` style, locally administered.
+    pub fn container_mac(&self) -> EthernetAddress {
+        let [a, b, c, d] = self.container_address().octets();
+        EthernetAddress([0x52, 0x56, a, b, c, d])
     }
 }
 
@@ -106,7 +174,16 @@ mod tests {
         assert_eq!(c.gateway(), Ipv4Addr::new(10, 0, 2, 2));
         assert_eq!(c.dns(), Ipv4Addr::new(10, 0, 2, 3));
         assert_eq!(c.container_address(), Ipv4Addr::new(10, 0, 2, 100));
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(c.mtu, 65520);
+        assert_eq!(c.gateway6().to_string(), "fd00::2");
+        assert_eq!(c.dns6().to_string(), "fd00::3");
+        assert_eq!(c.container_address6().to_string(), "fd00::100");
+        assert_eq!(c.gateway_mac().to_string(), "52-55-0a-00-02-02");
+        assert!(c.contains(Ipv4Addr::new(10, 0, 2, 200)));
+        assert!(!c.contains(Ipv4Addr::new(10, 0, 3, 1)));
+        assert!(c.contains6("fd00::5".parse().unwrap()));
+        assert!(!c.contains6("fd01::5".parse().unwrap()));
     }
 
     #[test]
@@ -115,6 +192,8 @@ mod tests {
         assert_eq!(c.gateway(), Ipv4Addr::new(10, 5, 0, 2));
         assert_eq!(c.mtu, 1500);
         assert!(c.allow_host_loopback);
+        let c = SlirpConfig::parse_options("cidr=10.5.0.7/24,port_handler=rootlesskit").unwrap();
+        assert_eq!(c.network, Ipv4Addr::new(10, 5, 0, 0));
     }
 
     #[test]
@@ -131,5 +210,19 @@ mod tests {
             SlirpConfig::parse_options("mtu=12"),
             Err(SlirpConfigError::BadValue { .. })
         ));
+        assert!(matches!(
+            SlirpConfig::parse_options("port_handler=pasta"),
+            Err(SlirpConfigError::BadValue { .. })
+        ));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let c = SlirpConfig::parse_options("mtu=1500,enable_ipv6=true").unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<SlirpConfig>(&text).unwrap(), c);
+        let partial: SlirpConfig = serde_json::from_str(r#"{"allow_host_loopback":true}"#).unwrap();
+        assert_eq!(partial.mtu, 65520);
+        assert!(partial.allow_host_loopback);
     }
 }

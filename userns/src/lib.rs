@@ -9,10 +9,13 @@
 //! - [`foreground`]: waiting for a container in the foreground, with its terminal.
 
 pub mod capabilities;
+pub mod exec;
 pub mod foreground;
 pub mod idmap;
 mod init;
 pub mod mount;
+pub mod mountns;
+pub mod network;
 pub mod pause;
 pub mod process;
 pub mod seccomp;

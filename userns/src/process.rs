@@ -46,6 +46,9 @@ pub struct ChildFailure {
     pub exit_code: i32,
 }
 
+/// See [`LaunchOptions::before_exec`]: gets the container's pid and its tap, if any.
+pub type BeforeExec<'a> = &'a dyn Fn(Pid, Option<OwnedFd>) -> Result<(), String>;
+
 /// How a container is to be started.
 pub struct LaunchOptions<'a> {
     pub spec: &'a Spec,
@@ -59,6 +62,12 @@ pub struct LaunchOptions<'a> {
     /// Where the container's stdout and stderr go instead of ours (without `-t`), e.g. the
     /// pipes a monitor logs from.
     pub output: Option<(RawFd, RawFd)>,
+    /// A tap device for the userspace network, made by the container in its network
+    /// namespace and handed to `before_exec`.
+    pub tap: Option<crate::network::TapConfig>,
+    /// Called with the container's pid (and its tap) once its namespaces exist and before its
+    /// command runs: to start its network stack, so that the network is up from the start.
+    pub before_exec: Option<BeforeExec<'a>>,
 }
 
 /// A started container's first process and our ends of its channels.
@@ -133,6 +142,13 @@ fn maps_of(spec: &Spec) -> Option<(Vec<IdMapping>, Vec<IdMapping>)> {
     ))
 }
 
+fn process_terminal(spec: &Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+}
+
 /// Whether burrow mounts the root filesystem before the clone instead of the child.
 ///
 /// The child mounts it, except in a nested user namespace that does not map our own id
@@ -163,12 +179,13 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
     };
 
     let (report_r, report_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::Channel)?;
-    let sync = if nested {
+    let sync = if nested || opts.before_exec.is_some() {
         Some(pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::Channel)?)
     } else {
         None
     };
-    let pty_channel = if terminal {
+    // One socket carries the descriptors the child makes for us: its tap, then its terminal.
+    let pty_channel = if terminal || opts.tap.is_some() {
         Some(
             socketpair(
                 AddressFamily::Unix,
@@ -229,7 +246,8 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         e
     };
 
-    if let Some(sync_w) = sync_w {
+    let mut sync_w = sync_w.map(File::from);
+    if let (true, Some(sync)) = (nested, sync_w.as_mut()) {
         let (uid_map, gid_map) = maps_of(spec).unwrap_or_default();
         // We are root in burrow's namespace, so the nested maps are written directly.
         let written = idmap::write_proc(pid, "uid_map", &idmap::format_map(&uid_map))
@@ -237,21 +255,39 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         if let Err(e) = written {
             return Err(kill_child(RuntimeError::IdMap(e)));
         }
-        let _ = File::from(sync_w).write_all(b"1");
+        let _ = sync.write_all(b"m");
     }
 
-    let pty_master = match pty_r {
-        Some(sock) => {
-            let master = receive_fd(&sock);
+    let tap = match (&pty_r, &opts.tap) {
+        (Some(sock), Some(_)) => receive_fd(sock),
+        _ => None,
+    };
+    let pty_master = match (&pty_r, terminal) {
+        (Some(sock), true) => {
+            let master = receive_fd(sock);
             if let Some(master) = &master {
                 // Size the terminal before the command starts, then let the child go on.
                 crate::foreground::copy_window_size(master.as_raw_fd());
-                let _ = nix::unistd::write(&sock, b"1");
+                let _ = nix::unistd::write(sock, b"1");
             }
             master
         }
-        None => None,
+        _ => None,
     };
+    drop(pty_r);
+
+    if opts.tap.is_some() && tap.is_none() {
+        // The child failed before making it: its report says why.
+    } else if let (Some(hook), Some(sync)) = (opts.before_exec, sync_w.as_mut()) {
+        if let Err(message) = hook(pid, tap) {
+            return Err(kill_child(RuntimeError::Child(ChildFailure {
+                message,
+                exit_code: 125,
+            })));
+        }
+        let _ = sync.write_all(b"g");
+    }
+    drop(sync_w);
 
     let mut report = String::new();
     let _ = File::from(report_r).read_to_string(&mut report);
@@ -275,7 +311,7 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
     })
 }
 
-fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+pub(crate) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!(RawFd);
@@ -295,7 +331,7 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     None
 }
 
-fn send_fd(sock: &OwnedFd, fd: RawFd) -> Result<(), SetupError> {
+pub(crate) fn send_fd(sock: &OwnedFd, fd: RawFd) -> Result<(), SetupError> {
     let fds = [fd];
     let iov = [IoSlice::new(b"t")];
     sendmsg::<()>(
@@ -347,14 +383,19 @@ fn setup_and_exec(
 
     // In a nested user namespace nothing else may happen before the id maps are written:
     // until then our own id is unmapped there, and overlayfs refuses such a mounter.
-    if let Some(sync) = sync {
+    let mut sync = sync.map(File::from);
+    let mut wait_for = |what: &str| -> Result<(), ChildFailure> {
         let mut byte = [0u8; 1];
-        if File::from(sync).read(&mut byte).map(|n| n != 1).unwrap_or(true) {
-            return Err(ChildFailure {
-                message: "the id maps were not written".into(),
+        match sync.as_mut().map(|s| s.read(&mut byte)) {
+            Some(Ok(1)) => Ok(()),
+            _ => Err(ChildFailure {
+                message: format!("burrow did not {what}"),
                 exit_code: 125,
-            });
+            }),
         }
+    };
+    if namespace_flags(spec) & libc::CLONE_NEWUSER != 0 {
+        wait_for("write the id maps")?;
     }
 
     // Our mounts must never propagate anywhere else.
@@ -380,9 +421,25 @@ fn setup_and_exec(
     }
 
     mount::setup_mounts(spec, &prepared).map_err(setup_failure)?;
-    let master = match &pty {
-        Some(_) => Some(mount::open_pty_master(&prepared.root).map_err(setup_failure)?),
-        None => None,
+    if namespace_flags(spec) & libc::CLONE_NEWNET != 0 {
+        // A new network namespace starts with lo down; Podman's containers have it up.
+        let net_failure = |e: crate::network::NetworkError| ChildFailure {
+            message: e.to_string(),
+            exit_code: 125,
+        };
+        crate::network::loopback_up().map_err(net_failure)?;
+        // Podman's default sysctl: unprivileged ICMP sockets for the container's root, so
+        // `ping` works without CAP_NET_RAW. Per network namespace, so ours to set.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0");
+        if let (Some(config), Some(sock)) = (&opts.tap, &pty) {
+            let tap = crate::network::create_tap("tap0", config).map_err(net_failure)?;
+            send_fd(sock, tap.as_raw_fd()).map_err(setup_failure)?;
+        }
+    }
+    let terminal = process_terminal(spec);
+    let master = match (&pty, terminal) {
+        (Some(_), true) => Some(mount::open_pty_master(&prepared.root).map_err(setup_failure)?),
+        _ => None,
     };
 
     if let Some(hostname) = spec.hostname() {
@@ -504,6 +561,9 @@ fn setup_and_exec(
     // SAFETY: marks every inherited descriptor above stderr close-on-exec (the report pipe
     // must stay open until exec, and is close-on-exec already).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if opts.before_exec.is_some() {
+        wait_for("set up the container's network")?;
+    }
     reset_signals();
 
     if opts.init {
@@ -512,7 +572,7 @@ fn setup_and_exec(
     Err(exec(&executable, &args, &env))
 }
 
-fn parent_gone(report: &OwnedFd) -> bool {
+pub(crate) fn parent_gone(report: &OwnedFd) -> bool {
     use std::os::fd::AsFd;
     let mut fds = [nix::poll::PollFd::new(
         report.as_fd(),
@@ -524,7 +584,7 @@ fn parent_gone(report: &OwnedFd) -> bool {
             .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR))
 }
 
-fn set_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), ChildFailure> {
+pub(crate) fn set_user(uid: u32, gid: u32, groups: &[u32]) -> Result<(), ChildFailure> {
     let fail = |what: &str, e: Errno| ChildFailure {
         message: format!("{what}: {}", e.desc()),
         exit_code: 125,
@@ -558,7 +618,7 @@ pub(crate) fn reset_signals() {
 }
 
 /// Resolves the command as execvp would, with the container's PATH.
-fn find_executable(arg0: &str, path_env: &str) -> Result<PathBuf, ChildFailure> {
+pub(crate) fn find_executable(arg0: &str, path_env: &str) -> Result<PathBuf, ChildFailure> {
     if arg0.contains('/') {
         return Ok(PathBuf::from(arg0));
     }

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
+use burrow_netstack::{PortForward, SlirpConfig, StackConfig};
 use burrow_storage::{ContainerRecord, Image, NewContainer};
 use burrow_userns::idmap::{self, IdMapping};
 use burrow_userns::mount::RootfsSource;
@@ -79,9 +80,31 @@ pub struct CreateArgs {
     /// Make the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub(crate) read_only: bool,
-    /// Network mode: none (default until the userspace network lands), host
+    /// Network mode: slirp4netns[:OPTIONS] (default; burrow's own userspace stack, also as `burrow`), none, host
     #[arg(long = "network", visible_alias = "net", value_name = "MODE")]
     pub(crate) network: Option<String>,
+    /// Publish a container's port, or a range of ports, to the host
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[[IP:][HOSTPORT]:]CONTAINERPORT[/PROTO]"
+    )]
+    pub(crate) publish: Vec<String>,
+    /// Publish all exposed ports to random ports on the host interfaces
+    #[arg(short = 'P', long = "publish-all")]
+    pub(crate) publish_all: bool,
+    /// Set custom DNS servers
+    #[arg(long = "dns", value_name = "IP")]
+    pub(crate) dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub(crate) dns_search: Vec<String>,
+    /// Set custom DNS options
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub(crate) dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub(crate) add_host: Vec<String>,
     /// The first argument is not an image but the root filesystem to use
     #[arg(long)]
     pub(crate) rootfs: bool,
@@ -103,6 +126,9 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container before it is killed
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub(crate) stop_timeout: Option<u32>,
+    /// Write the container ID to the file
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cidfile: Option<PathBuf>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -299,11 +325,41 @@ pub fn create(args: CreateArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
 /// settings, builds the OCI spec, and records all of it (a [`Launch`]) with the container.
 pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerRecord, Launch)> {
     let security = parse_security_opts(&args.security_opt)?;
-    let network = match args.network.as_deref() {
-        None | Some("none") | Some("private") => NetworkMode::Private,
-        Some("host") => NetworkMode::Host,
-        Some(other) => bail!("network mode {other:?} is not supported by this burrow: use none or host"),
+    if let Some(p) = &args.cidfile {
+        if p.exists() {
+            bail!(
+                "container id file exists. Ensure another container is not using it or delete {}",
+                p.display()
+            );
+        }
+    }
+    let (network, slirp) = match args.network.as_deref() {
+        None | Some("slirp4netns") | Some("burrow") | Some("private") => {
+            (NetworkMode::Private, Some(SlirpConfig::default()))
+        }
+        Some(mode) if mode.starts_with("slirp4netns:") || mode.starts_with("burrow:") => {
+            let options = mode.split_once(':').map(|(_, o)| o).unwrap_or_default();
+            (NetworkMode::Private, Some(SlirpConfig::parse_options(options)?))
+        }
+        Some("none") => (NetworkMode::Private, None),
+        Some("host") => (NetworkMode::Host, None),
+        Some(other) => {
+            bail!("network mode {other:?} is not supported by this burrow: use slirp4netns[:OPTIONS], none or host")
+        }
     };
+    for host in &args.add_host {
+        let valid = host
+            .split_once(':')
+            .is_some_and(|(h, ip)| !h.is_empty() && ip.parse::<std::net::IpAddr>().is_ok());
+        if !valid {
+            bail!("invalid --add-host {host:?}: expected HOST:IP");
+        }
+    }
+    for server in &args.dns {
+        server
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| anyhow::anyhow!("invalid --dns {server:?}: not an IP address"))?;
+    }
     let restart = args
         .restart
         .as_deref()
@@ -387,6 +443,30 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
     if !cwd.starts_with('/') {
         bail!("invalid --workdir {cwd:?}: must be an absolute path");
     }
+    let mut port_forwards = Vec::new();
+    for spec in &args.publish {
+        port_forwards.extend(PortForward::parse_publish(spec)?);
+    }
+    if args.publish_all {
+        // -P: every port the image EXPOSEs, on a port the kernel picks.
+        for port in config.and_then(|c| c.exposed_ports().clone()).unwrap_or_default() {
+            port_forwards.extend(PortForward::parse_publish(&port)?);
+        }
+    }
+    let stack = match slirp {
+        Some(slirp) => Some(StackConfig {
+            slirp,
+            port_forwards,
+            ..StackConfig::default()
+        }),
+        None if !port_forwards.is_empty() => {
+            bail!(
+                "publishing ports needs the slirp4netns network (burrow's own stack), not --network {}",
+                args.network.as_deref().unwrap_or_default()
+            )
+        }
+        None => None,
+    };
     let stop_signal = args
         .stop_signal
         .clone()
@@ -478,8 +558,18 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             restart,
             stop_signal,
             stop_timeout: args.stop_timeout.unwrap_or(10),
+            network: stack,
+            dns: crate::launch::Dns {
+                servers: args.dns.clone(),
+                search: args.dns_search.clone(),
+                options: args.dns_option.clone(),
+            },
+            add_hosts: args.add_host.clone(),
         };
         store.set_config(&record.id, &serde_json::to_string(&launch)?)?;
+        if let Some(p) = &args.cidfile {
+            fs::write(p, &record.id).with_context(|| format!("writing {}", p.display()))?;
+        }
         Ok(launch)
     })();
     match result {

@@ -1,25 +1,46 @@
 //! One file per command; each parses its flags and calls the engine crates.
 
+pub mod attach;
+mod changes;
+mod commit;
+mod container;
+mod cp;
 pub mod create;
+mod ctrinspect;
+mod ctrutil;
+mod diff;
+mod events;
+mod exec;
+mod export;
 mod history;
 mod image;
 mod images;
 mod imageutil;
 mod import;
-mod netstack;
 mod inspect;
 mod load;
 mod logs;
 mod monitor;
+mod mount;
+pub mod netstack;
+mod pause;
+mod port;
+mod procs;
 mod ps;
+mod rename;
 mod rm;
 mod rmi;
 mod run;
 mod save;
 mod start;
+mod stats;
 mod stop;
 mod system;
+mod system_clean;
+mod system_df;
 mod tag;
+mod top;
+mod treetar;
 mod unshare;
 mod wait;
 
@@ -50,6 +71,49 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Block on one or more containers
     Wait(wait::WaitArgs),
+    /// Run a process in a running container
+    Exec(exec::ExecArgs),
+    /// Attach to a running container
+    Attach(attach::AttachArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Rename an existing container
+    Rename(rename::RenameArgs),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
+    /// Inspect changes to the container's file systems
+    Diff(diff::DiffArgs),
+    /// Create new image based on the changed container
+    Commit(commit::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Show burrow events
+    Events(events::EventsArgs),
+    /// Display a live stream of container resource usage statistics
+    ///
+    /// Without a delegated cgroup the figures come from /proc of the container's processes
+    /// (resident memory, CPU time averaged since start), not cgroup accounting; a warning says so.
+    Stats(stats::StatsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(port::PortArgs),
+    /// Mount a working container's root filesystem
+    Mount(mount::MountArgs),
+    /// Unmount working container's root filesystem
+    #[command(visible_alias = "unmount")]
+    Umount(mount::UmountArgs),
+    /// Pause all the processes in one or more containers
+    ///
+    /// With no cgroup delegated to the user (cgroup v1, or no systemd delegation) there is no
+    /// freezer: burrow stops every process in the container's pid namespace with SIGSTOP, and
+    /// the container shows as paused.
+    Pause(pause::PauseArgs),
+    /// Unpause the processes in one or more containers
+    ///
+    /// Continues the processes `pause` stopped (SIGCONT).
+    Unpause(pause::PauseArgs),
+    /// Export a container's filesystem contents as a tar archive
+    Export(export::ExportArgs),
     /// A detached container's monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -62,7 +126,7 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Import a tarball to create a filesystem image
     Import(import::ImportArgs),
-    /// Display the configuration of an object (images so far)
+    /// Display the configuration of a container or image
     Inspect(inspect::InspectArgs),
     /// Load image(s) from a tar archive
     Load(load::LoadArgs),
@@ -98,6 +162,22 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Rm(args) => rm::rm(args, global),
         Command::Logs(args) => logs::logs(args, global),
         Command::Wait(args) => wait::wait(args, global),
+        Command::Exec(args) => exec::exec(args, global),
+        Command::Attach(args) => attach::attach(args, global),
+        Command::Container(cmd) => container::container(cmd, global),
+        Command::Rename(args) => rename::rename(args, global),
+        Command::Top(args) => top::top(args, global),
+        Command::Diff(args) => diff::diff(args, global),
+        Command::Commit(args) => commit::commit(args, global),
+        Command::Cp(args) => cp::cp(args, global),
+        Command::Events(args) => events::events(args, global),
+        Command::Stats(args) => stats::stats(args, global),
+        Command::Port(args) => port::port(args, global),
+        Command::Mount(args) => mount::mount(args, global),
+        Command::Umount(args) => mount::umount(args, global),
+        Command::Pause(args) => pause::pause(args, global),
+        Command::Unpause(args) => pause::unpause(args, global),
+        Command::Export(args) => export::export(args, global),
         Command::Monitor(args) => monitor::monitor(args, global),
         Command::History(args) => history::history(args, global),
         Command::Image(cmd) => image::image(cmd, global),

@@ -1,0 +1,186 @@
+#!/bin/bash
+# TCP throughput (iperf3) between a container network namespace and the host's loopback, through
+# burrow's userspace stack (`burrow __netstack`) beside slirp4netns (--mtu 65520, its API for the
+# published port) and pasta (when installed), driving the same kind of namespace. Also the CPU
+# seconds the stack process spends per GB moved. A measurement, not a test: it prints numbers.
+#
+# Usage: sudo bench/net.sh       RUNS=3 (median of), T=5 (seconds per iperf3 run), BENCH_USER=burrowtest,
+#                                BURROW=path (skip the release build), ENGINES="burrow slirp4netns pasta"
+# Directions: ctr->host (iperf3 -c 10.0.2.2 inside, server on host 127.0.0.1, allow_host_loopback),
+# host->ctr (the same with -R), published (server inside, host client to 127.0.0.1:HOSTPORT via -p).
+# Every connection goes to 127.0.0.1 on the host or to addresses inside the namespace.
+set -euo pipefail
+umask 022
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/lib/common.sh
+source "$ROOT/hack/lib/common.sh"
+
+RUNS=${RUNS:-3}
+T=${T:-5}
+BENCH_USER=${BENCH_USER:-$BURROW_TEST_USER}
+ENGINES=${ENGINES:-burrow slirp4netns pasta}
+BENCH_PACKAGES=(uidmap util-linux iperf3 slirp4netns passt socat jq)
+unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
+WORK=""
+
+cleanup() {
+  [[ -n $WORK ]] || return 0
+  rm -rf --one-file-system "$WORK"
+}
+trap cleanup EXIT
+
+# The part that runs as BENCH_USER. Gets BURROW, WORK, RUNS, T, ENGINES. Prints
+# "ENGINE<TAB>DIRECTION<TAB>GBITS_MEDIAN<TAB>ALL_RUNS<TAB>CPU_S_PER_GB" lines.
+# shellcheck disable=SC2016 # expanded by the inner shell
+INNER='
+set -euo pipefail
+log() { printf "[%s] %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
+# Whatever this shell started (namespaces, stacks, servers) goes with it.
+trap "kill \$(jobs -p) 2>/dev/null || true" EXIT
+TCK=$(getconf CLK_TCK)
+SPORT=15201 HPORT=15202
+median() { sort -g | awk "{ a[NR] = \$1 } END { if (NR == 0) print \"-\"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }"; }
+cpu_ticks() { if [[ -n ${1:-} && -r /proc/$1/stat ]]; then awk "{ print \$14 + \$15 }" "/proc/$1/stat"; else echo 0; fi; }
+
+start_ns() {
+  unshare -Urn sleep 3600 &
+  NS=$!
+  while [[ $(cat /proc/$NS/comm 2>/dev/null) != sleep ]]; do sleep 0.01; done
+}
+in_ns() { nsenter -t "$NS" -U -n --preserve-credentials -- "$@"; }
+wait_ready() {
+  local i
+  for ((i = 0; i < 500; i++)); do
+    [[ -s $1 ]] && return 0
+    sleep 0.01
+  done
+  return 1
+}
+
+# start_stack ENGINE: the stack for namespace $NS; sets STACK (its pid, for CPU accounting).
+start_stack() {
+  rm -f "$WORK/ready" "$WORK/slirp.sock"
+  case $1 in
+  burrow)
+    "$BURROW" __netstack --netns-pid "$NS" --ready-fd 3 --config "{\"slirp\":{\"allow_host_loopback\":true},\"dns_servers\":[],\"port_forwards\":[{\"host_ip\":\"127.0.0.1\",\"host_port\":$HPORT,\"container_port\":$SPORT}]}" 3>"$WORK/ready" &
+    STACK=$!
+    wait_ready "$WORK/ready"
+    ;;
+  slirp4netns)
+    slirp4netns --configure --mtu=65520 --ready-fd 3 --api-socket "$WORK/slirp.sock" "$NS" tap0 3>"$WORK/ready" >/dev/null 2>&1 &
+    STACK=$!
+    wait_ready "$WORK/ready"
+    printf "{\"execute\":\"add_hostfwd\",\"arguments\":{\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":$HPORT,\"guest_port\":$SPORT}}" |
+      socat - "UNIX-CONNECT:$WORK/slirp.sock" >/dev/null
+    ;;
+  esac
+}
+
+# iperf RESULT_FILE CMD...: runs an iperf3 client with -J; prints "GBITS BYTES" or nothing.
+iperf() {
+  local out=$1
+  shift
+  if "$@" -J >"$out" 2>/dev/null; then
+    jq -r "[.end.sum_received.bits_per_second / 1e9, .end.sum_received.bytes] | @tsv" "$out"
+  fi
+}
+
+# row ENGINE DIRECTION STACK_PID CMD...: RUNS runs; prints the result line.
+row() {
+  local engine=$1 dir=$2 pid=$3 i before after res gb bytes all="" ticks=0 total=0
+  shift 3
+  for ((i = 0; i < RUNS; i++)); do
+    before=$(cpu_ticks "$pid")
+    res=$(iperf "$WORK/iperf.json" "$@" || true)
+    after=$(cpu_ticks "$pid")
+    [[ -n $res ]] || continue
+    read -r gb bytes <<<"$res"
+    all+=" $(printf %.1f "$gb")"
+    ticks=$((ticks + after - before))
+    total=$((total + ${bytes%.*}))
+  done
+  if [[ -z $all ]]; then
+    printf "%s\t%s\tFAILED\t\t\n" "$engine" "$dir"
+    return
+  fi
+  local med cpu="-"
+  med=$(tr " " "\n" <<<"$all" | grep . | median)
+  if [[ -n $pid && $total -gt 0 ]]; then
+    cpu=$(awk -v t="$ticks" -v hz="$TCK" -v b="$total" "BEGIN { printf \"%.2f\", t / hz / (b / 1e9) }")
+  fi
+  printf "%s\t%s\t%s\t%s\t%s\n" "$engine" "$dir" "$med" "${all# }" "$cpu"
+}
+
+for engine in $ENGINES; do
+  case $engine in
+  burrow | slirp4netns)
+    log "$engine"
+    start_ns
+    start_stack "$engine"
+    iperf3 -s -B 127.0.0.1 -p $SPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    row "$engine" "ctr->host" "$STACK" in_ns iperf3 -c 10.0.2.2 -p $SPORT -t "$T"
+    row "$engine" "host->ctr" "$STACK" in_ns iperf3 -c 10.0.2.2 -p $SPORT -t "$T" -R
+    kill $SERVER
+    in_ns iperf3 -s -p $SPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    row "$engine" "published" "$STACK" iperf3 -c 127.0.0.1 -p $HPORT -t "$T"
+    kill $SERVER $STACK $NS 2>/dev/null || true
+    wait 2>/dev/null || true
+    ;;
+  pasta)
+    command -v pasta >/dev/null || continue
+    log "pasta"
+    # pasta makes its own namespace: -T splices the namespace loopback port to the host, -t publishes.
+    iperf3 -s -B 127.0.0.1 -p $SPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    row pasta "ctr->host" "" pasta --config-net -T $SPORT -- iperf3 -c 127.0.0.1 -p $SPORT -t "$T"
+    row pasta "host->ctr" "" pasta --config-net -T $SPORT -- iperf3 -c 127.0.0.1 -p $SPORT -t "$T" -R
+    kill $SERVER
+    wait 2>/dev/null || true
+    ;;
+  esac
+done
+'
+
+report() {
+  awk -F'\t' -v runs="$RUNS" -v t="$T" '
+    BEGIN {
+      printf "iperf3 TCP, Gbit/s (median of %d runs of %d s); CPU = seconds of the stack process per GB\n", runs, t
+      printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", "engine", "direction", "median", "runs", "CPU s/GB"
+      printf "|--------------|------------|---------|----------------------|----------|\n"
+    }
+    { printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", $1, $2, $3, $4, $5 }
+    END {
+      print ""
+      print "Reference (shared/bench/BASELINE.md, same VM type): host loopback 22.8; slirp4netns ctr->host 4.4,"
+      print "host->ctr 5.4, published 6.2 (port_handler=slirp4netns); rootlessport 11.6; pasta 17.6."
+    }' "$1"
+}
+
+main() {
+  require_root
+  ensure_packages "${BENCH_PACKAGES[@]}"
+  ensure_user "$BENCH_USER" range
+  ensure_devices
+  WORK=$(mktemp -d /tmp/bn.XXXX) # short: the slirp4netns API socket lives below it
+  if [[ -z ${BURROW:-} ]]; then
+    ensure_cargo
+    log "building burrow (release)"
+    (cd "$ROOT" && cargo build --release --locked --bin burrow)
+    BURROW=$ROOT/target/release/burrow
+  fi
+  install -m 0755 "$BURROW" "$WORK/burrow"
+  chown "$BENCH_USER" "$WORK"
+  chmod 0700 "$WORK"
+  log "benchmarking as $BENCH_USER in $WORK"
+  run_as_user "$BENCH_USER" BURROW="$WORK/burrow" WORK="$WORK" RUNS="$RUNS" T="$T" ENGINES="$ENGINES" \
+    bash -c "$INNER" >"$WORK/results.tsv"
+  report "$WORK/results.tsv"
+}
+
+main "$@"

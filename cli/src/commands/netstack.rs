@@ -1,0 +1,454 @@
+//! `burrow __netstack` (hidden): the userspace network stack of one container, in a process of
+//! its own, single-threaded, in the host's network namespace.
+//!
+//! ```text
+//! burrow __netstack (--tap-fd N | --netns-pid PID [--tap-name tap0])
+//!                   [--ready-fd R] [--exit-fd E] [--exit-with-pid PID]
+//!                   [--config JSON]   (else the JSON on stdin)
+//! ```
+//! - `--tap-fd`: a tap fd the container's first process created in its network namespace
+//!   (`userns::network::create_tap`) and passed over SCM_RIGHTS. `--netns-pid`: as slirp4netns,
+//!   the stack creates the tap itself in PID's network namespace (joining its user namespace).
+//! - Ready protocol: the stack writes `1\n` and a JSON line with the published ports as bound
+//!   (`[{"host_ip":..,"host_port":..,"container_port":..,"proto":"tcp"}]`) to R once every port
+//!   is listening, then closes R. On a failure before that it writes the error message (not
+//!   starting with `1`) there instead (not on stderr), and exits 1.
+//! - Exit: on SIGTERM/SIGINT/SIGHUP, when E becomes readable or hangs up (its writer closed), or
+//!   when the process of `--exit-with-pid` (by default the `--netns-pid` one) exits; every relayed
+//!   connection is reset and every listening port freed before the process exits. The tap fd keeps
+//!   the container's network namespace alive, so one of these must say when the container is gone.
+//!
+//! [`spawn`] starts it from burrow and waits until it is ready.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use burrow_netstack::{PortForward, SlirpConfig, Stack, StackConfig, StopOn};
+use burrow_userns::network::{TapConfig, TapIpv6};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
+};
+
+/// The name of the tap device in the container.
+pub const TAP_NAME: &str = "tap0";
+
+#[derive(Debug, clap::Args)]
+pub struct NetstackArgs {
+    /// The tap device's fd, inherited
+    #[arg(
+        long,
+        value_name = "FD",
+        conflicts_with = "netns_pid",
+        required_unless_present = "netns_pid"
+    )]
+    tap_fd: Option<RawFd>,
+    /// Create the tap in this process' network namespace (joining its user namespace)
+    #[arg(long, value_name = "PID")]
+    netns_pid: Option<i32>,
+    /// Name of the tap device created with --netns-pid
+    #[arg(long, value_name = "NAME", default_value = TAP_NAME)]
+    tap_name: String,
+    /// Write "1" here once ready (or the error), then close it
+    #[arg(long, value_name = "FD")]
+    ready_fd: Option<RawFd>,
+    /// Exit when this fd becomes readable or hangs up
+    #[arg(long, value_name = "FD")]
+    exit_fd: Option<RawFd>,
+    /// Exit when this process exits (default with --netns-pid: that process)
+    #[arg(long, value_name = "PID")]
+    exit_with_pid: Option<i32>,
+    /// The stack's configuration (netstack::StackConfig as JSON); read from stdin when absent
+    #[arg(long, value_name = "JSON")]
+    config: Option<String>,
+}
+
+/// The tap configuration for a slirp4netns network.
+pub fn tap_config(slirp: &SlirpConfig) -> TapConfig {
+    TapConfig {
+        mtu: slirp.mtu,
+        mac: slirp.container_mac().0,
+        address: slirp.container_address(),
+        netmask: slirp.netmask(),
+        gateway: slirp.gateway(),
+        ipv6: slirp.enable_ipv6.then(|| TapIpv6 {
+            address: slirp.container_address6(),
+            prefix_len: slirp.prefix_len6(),
+            gateway: slirp.gateway6(),
+        }),
+    }
+}
+
+/// Takes ownership of an inherited fd, checking that it is open.
+fn inherited(fd: RawFd, what: &str) -> anyhow::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("{what} {fd} is not an open file descriptor");
+    }
+    // SAFETY: the fd was given to this process for it to own (checked open above).
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Not for the children this process never has, but keep it tidy.
+    // SAFETY: fcntl with integer arguments on an fd we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(fd)
+}
+
+pub fn netstack(args: NetstackArgs) -> anyhow::Result<i32> {
+    // First, so that a SIGTERM right after the ready message finds the signalfd, not the default
+    // action.
+    let signal_fd = burrow_netstack::stop_signals()?;
+    raise_fd_limit();
+    let mut ready = args
+        .ready_fd
+        .map(|fd| inherited(fd, "--ready-fd"))
+        .transpose()?
+        .map(std::fs::File::from);
+    match setup(&args) {
+        Ok((stack, exit_fd, pid_fd)) => {
+            if let Some(mut r) = ready.take() {
+                let ports = serde_json::to_string(&stack.published())?;
+                // The reader may be gone already (it gave up): run anyway, the exit fd says when to stop.
+                let _ = r.write_all(format!("1\n{ports}\n").as_bytes());
+            }
+            stack.run(StopOn {
+                exit_fd,
+                pid_fd,
+                signal_fd: Some(signal_fd),
+            })?;
+            Ok(0)
+        }
+        Err(e) => match ready.take() {
+            // Whoever waits on the ready fd reports the error: say it there only.
+            Some(mut r) => {
+                let _ = r.write_all(crate::exit::message(&e).as_bytes());
+                Ok(1)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// Every relayed connection holds a host socket: raise the soft fd limit to the hard one (1024 is
+/// a common soft limit; published ports should take thousands of connections).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// The stack, bound and ready to run, and the fds that say when to stop it.
+fn setup(args: &NetstackArgs) -> anyhow::Result<(Stack, Option<OwnedFd>, Option<OwnedFd>)> {
+    let exit_fd = args.exit_fd.map(|fd| inherited(fd, "--exit-fd")).transpose()?;
+    // The namespace's process holds the network namespace: when it is gone, so is the container
+    // (the stack's tap fd would keep the namespace alive otherwise).
+    let pid_fd = match args.exit_with_pid.or(args.netns_pid) {
+        Some(pid) => Some(burrow_netstack::pid_fd(pid).with_context(|| format!("watching process {pid}"))?),
+        None => None,
+    };
+    let text = match &args.config {
+        Some(text) => text.clone(),
+        None => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the configuration from stdin")?;
+            text
+        }
+    };
+    let config: StackConfig = serde_json::from_str(&text).context("parsing the network configuration")?;
+    let tap = match (args.tap_fd, args.netns_pid) {
+        (Some(fd), _) => inherited(fd, "--tap-fd")?,
+        (None, Some(pid)) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp))?,
+        (None, None) => bail!("--tap-fd or --netns-pid is required"),
+    };
+    Ok((Stack::new(tap, &config)?, exit_fd, pid_fd))
+}
+
+/// Creates the tap in `pid`'s network namespace from a forked child that joins it (and its user
+/// namespace, when it is not ours), as slirp4netns does, and receives its fd.
+fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Result<OwnedFd> {
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .with_context(|| format!("opening the user namespace of {pid}"))?;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .with_context(|| format!("opening the network namespace of {pid}"))?;
+    let same_userns = std::fs::metadata("/proc/self/ns/user")?.ino() == userns.metadata()?.ino();
+    let (parent_sock, child_sock) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("creating a socket pair")?;
+    // SAFETY: this process is single-threaded here (a fresh helper, before the stack starts); the
+    // child only makes system calls and exits with _exit.
+    match unsafe { nix::unistd::fork() }.context("forking to create the tap")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_sock);
+            let result = (|| -> Result<OwnedFd, String> {
+                use nix::sched::{setns, CloneFlags};
+                if !same_userns {
+                    setns(&userns, CloneFlags::CLONE_NEWUSER)
+                        .map_err(|e| format!("joining the user namespace of {pid}: {}", e.desc()))?;
+                }
+                setns(&netns, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("joining the network namespace of {pid}: {}", e.desc()))?;
+                burrow_userns::network::loopback_up().map_err(|e| e.to_string())?;
+                burrow_userns::network::create_tap(name, config).map_err(|e| e.to_string())
+            })();
+            let code = match result {
+                Ok(tap) => {
+                    let fds = [tap.as_raw_fd()];
+                    let sent = sendmsg::<()>(
+                        child_sock.as_raw_fd(),
+                        &[IoSlice::new(b"ok")],
+                        &[ControlMessage::ScmRights(&fds)],
+                        MsgFlags::empty(),
+                        None,
+                    );
+                    i32::from(sent.is_err())
+                }
+                Err(message) => {
+                    let _ = nix::unistd::write(&child_sock, message.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: _exit ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(child_sock);
+            let mut buf = vec![0u8; 4096];
+            let (tap, n) = {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let mut space = nix::cmsg_space!(RawFd);
+                match recvmsg::<()>(
+                    parent_sock.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                ) {
+                    Ok(msg) => {
+                        let mut tap = None;
+                        for cmsg in msg.cmsgs().into_iter().flatten() {
+                            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                                // SAFETY: the kernel installed these descriptors for us.
+                                tap = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                            }
+                        }
+                        (tap, msg.bytes)
+                    }
+                    Err(_) => (None, 0),
+                }
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = nix::sys::wait::waitpid(child, None);
+            match tap {
+                Some(tap) => Ok(tap),
+                None if !text.is_empty() => bail!("{text}"),
+                None => bail!("creating the tap device in the network namespace of {pid} failed"),
+            }
+        }
+    }
+}
+
+// `spawn`, `NetstackProcess` and `high_fd` are for `burrow run`, which calls them once the
+// network is wired in; until then they are unused.
+/// A running `burrow __netstack`. Dropping it (or [`NetstackProcess::stop`]) stops the stack:
+/// its exit fd hangs up, it resets its connections, frees its ports and exits.
+#[allow(dead_code)]
+pub struct NetstackProcess {
+    child: Child,
+    exit: Option<OwnedFd>,
+    /// The published ports as bound.
+    pub published: Vec<PortForward>,
+}
+
+#[allow(dead_code)]
+impl NetstackProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The write end of the exit pipe, for a process that must keep the stack alive (the
+    /// container's monitor) after this handle is gone: the stack runs until every copy closes.
+    pub fn exit_fd(&self) -> Option<&OwnedFd> {
+        self.exit.as_ref()
+    }
+
+    /// Stops the stack and waits for it (at most 5 s, then SIGKILL).
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.exit.take();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+impl Drop for NetstackProcess {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            self.stop_inner();
+        }
+    }
+}
+
+/// Moves `fd` to a number of at least 10 (so that placing fds at 3..=5 in the child cannot
+/// clobber one another), close-on-exec.
+#[allow(dead_code)]
+fn high_fd(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a valid fd; the result is checked before it is owned.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: n is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Starts `burrow __netstack` on `tap` (the container's tap fd) and waits until its published
+/// ports listen. A port that cannot be bound fails here, before the container starts, with the
+/// stack's message (for example naming `net.ipv4.ip_unprivileged_port_start`).
+#[allow(dead_code)]
+pub fn spawn(tap: OwnedFd, config: &StackConfig) -> anyhow::Result<NetstackProcess> {
+    spawn_binary(std::path::Path::new("/proc/self/exe"), tap, config)
+}
+
+/// [`spawn`] with another burrow binary (for tests).
+#[allow(dead_code)]
+fn spawn_binary(
+    burrow: &std::path::Path,
+    tap: OwnedFd,
+    config: &StackConfig,
+) -> anyhow::Result<NetstackProcess> {
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the ready pipe")?;
+    let (exit_r, exit_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the exit pipe")?;
+    let fds = [high_fd(&tap)?, high_fd(&ready_w)?, high_fd(&exit_r)?];
+    drop((tap, ready_w, exit_r));
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = Command::new(burrow);
+    cmd.args([
+        "__netstack",
+        "--tap-fd",
+        "3",
+        "--ready-fd",
+        "4",
+        "--exit-fd",
+        "5",
+        "--config",
+    ])
+    .arg(serde_json::to_string(config)?)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec; the sources are >= 10, so
+    // no target overwrites a source that is still needed. dup2 leaves the targets inheritable.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (target, source) in raw.iter().enumerate() {
+                if libc::dup2(*source, 3 + target as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .context("starting the network stack (burrow __netstack)")?;
+    drop(fds);
+    let mut text = String::new();
+    let read = std::fs::File::from(ready_r).read_to_string(&mut text);
+    let mut lines = text.lines();
+    if read.is_ok() && lines.next() == Some("1") {
+        let published =
+            serde_json::from_str(lines.next().unwrap_or("[]")).context("reading the published ports")?;
+        return Ok(NetstackProcess {
+            child,
+            exit: Some(exit_w),
+            published,
+        });
+    }
+    let _ = child.wait();
+    if text.trim().is_empty() {
+        bail!("the network stack exited before it was ready");
+    }
+    bail!("{}", text.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The burrow binary next to this test binary (target/debug/burrow), when cargo built it.
+    fn burrow_binary() -> Option<std::path::PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let bin = exe.parent()?.parent()?.join("burrow");
+        bin.exists().then_some(bin)
+    }
+
+    #[test]
+    fn spawn_reports_ports_and_frees_them_on_stop() {
+        let Some(burrow) = burrow_binary() else {
+            eprintln!("no target/debug/burrow: skipped");
+            return;
+        };
+        // A datagram socket pair stands in for the tap: the stack only reads and writes frames.
+        let (_ours, tap) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let config: StackConfig = serde_json::from_str(
+            r#"{"dns_servers":[],"port_forwards":[{"host_ip":"127.0.0.1","host_port":0,"container_port":80}]}"#,
+        )
+        .unwrap();
+        let stack = spawn_binary(&burrow, tap, &config).unwrap();
+        assert_eq!(stack.published.len(), 1);
+        let port = stack.published[0].host_port;
+        assert_ne!(port, 0);
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+            "the stack listens"
+        );
+        stack.stop();
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("free once stopped");
+
+        let (_ours, tap) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = config;
+        config.port_forwards[0].host_port = taken.local_addr().unwrap().port();
+        let err = spawn_binary(&burrow, tap, &config)
+            .err()
+            .expect("the port is taken")
+            .to_string();
+        assert!(err.contains("address already in use"), "{err}");
+    }
+}

@@ -1,0 +1,411 @@
+//! TCP flows: each connection of the container is a smoltcp socket spliced to a host socket.
+//!
+//! - Outbound (the container connects): on the container's SYN a smoltcp socket listens on
+//!   exactly that destination with its SYN-ACK paused, and a non-blocking host connect starts; the
+//!   SYN-ACK goes out when the host connect succeeds, a RST when it fails (so the container sees
+//!   "connection refused" as it would directly).
+//! - Inbound (a published port): the host connection is accepted, and the smoltcp socket connects
+//!   to the container from the client's address ([`crate::nat::Nat::inbound_source`]).
+//!
+//! Data moves without intermediate buffers: host reads go straight into the smoltcp transmit
+//! buffer, host writes straight from its receive buffer. Backpressure is the buffers themselves:
+//! the host is read only while the container's window has room and the container is given window
+//! only as fast as the host takes the data. FIN and RST are carried across in both directions.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::Interest;
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::wire::IpEndpoint;
+
+use crate::slab::Slab;
+use crate::stack::{Ctx, Kind};
+
+/// Receive and transmit buffer of each smoltcp socket. Allocated zeroed, so untouched pages
+/// cost nothing; the receive size sets the window scale.
+pub const BUFFER_SIZE: usize = 4 << 20;
+/// Flows beyond this are refused (RST), so a container cannot exhaust the stack's memory or fds.
+pub const MAX_FLOWS: usize = 16384;
+/// How long the container has to answer a published port's connection.
+const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a finished smoltcp socket may linger to send its last RST or ACK.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// (container endpoint, peer endpoint as the container sees it).
+type Tuple = (SocketAddr, SocketAddr);
+
+struct Flow {
+    handle: SocketHandle,
+    host: TcpStream,
+    tuple: Tuple,
+    /// Outbound, host connect in progress, SYN-ACK paused.
+    connecting: bool,
+    /// The paused socket has taken the container's SYN.
+    syn_taken: bool,
+    /// Inbound, waiting for the container's SYN-ACK (a connect timeout is set).
+    inbound_pending: bool,
+    readable: bool,
+    writable: bool,
+    /// The host sent FIN; the smoltcp socket was closed (its FIN follows the data).
+    host_eof: bool,
+    /// The container sent FIN.
+    container_fin: bool,
+    /// The host's write half was shut down (after the container's FIN and all its data).
+    host_shut: bool,
+}
+
+enum Verdict {
+    Keep,
+    /// The flow is over; `reset` closes the host socket with a RST instead of a FIN.
+    Remove {
+        reset: bool,
+    },
+}
+
+#[derive(Default)]
+pub struct TcpRelay {
+    flows: Slab<Flow>,
+    tuples: HashMap<Tuple, usize>,
+    /// Sockets whose host side is gone, kept until their last segment is out.
+    dying: Vec<(SocketHandle, Instant)>,
+}
+
+fn endpoint(a: SocketAddr) -> IpEndpoint {
+    a.into()
+}
+
+fn new_socket() -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; BUFFER_SIZE]),
+        tcp::SocketBuffer::new(vec![0; BUFFER_SIZE]),
+    );
+    // The host application did its own coalescing: send what it wrote at once.
+    s.set_nagle_enabled(false);
+    s
+}
+
+/// Closes a host socket with a RST (SO_LINGER 0) rather than a FIN.
+fn reset(host: &TcpStream) {
+    let _ = nix::sys::socket::setsockopt(
+        &host.as_fd(),
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    );
+}
+
+/// `None` while a non-blocking connect is in progress.
+fn connect_result(s: &TcpStream) -> Option<io::Result<()>> {
+    match s.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e)),
+        Ok(None) => {}
+    }
+    match s.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+impl TcpRelay {
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether a SYN from `src` to `dst` starts a flow not seen yet.
+    pub fn is_new(&self, src: SocketAddr, dst: SocketAddr) -> bool {
+        !self.tuples.contains_key(&(src, dst))
+    }
+
+    /// The container sent a SYN from `src` to `dst`. Unless the flow exists (a retransmitted SYN)
+    /// or is refused, creates the paused listening socket and starts the host connect. A refused
+    /// flow gets no socket, so smoltcp answers the SYN with a RST.
+    pub fn on_syn(&mut self, ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr) {
+        let tuple = (src, dst);
+        if self.tuples.contains_key(&tuple) || !ctx.nat.is_container(src.ip()) {
+            return;
+        }
+        let Some(target) = ctx.nat.outbound(dst) else {
+            return;
+        };
+        if self.flows.len() >= MAX_FLOWS {
+            return;
+        }
+        let Ok(mut host) = TcpStream::connect(target) else {
+            return;
+        };
+        let _ = host.set_nodelay(true);
+        let mut socket = new_socket();
+        if socket.listen(endpoint(dst)).is_err() {
+            return;
+        }
+        socket.pause_synack(true);
+        let index = self.flows.vacant();
+        if ctx
+            .registry
+            .register(
+                &mut host,
+                Kind::TcpFlow.token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let handle = ctx.sockets.add(socket);
+        self.flows.insert(Flow {
+            handle,
+            host,
+            tuple,
+            connecting: true,
+            syn_taken: false,
+            inbound_pending: false,
+            readable: false,
+            writable: false,
+            host_eof: false,
+            container_fin: false,
+            host_shut: false,
+        });
+        self.tuples.insert(tuple, index);
+    }
+
+    /// A connection accepted on a published port: connect to the container's `container_port`
+    /// from the client's address (or the gateway, see [`crate::nat::Nat::inbound_source`]).
+    pub fn accept_inbound(
+        &mut self,
+        ctx: &mut Ctx,
+        mut host: TcpStream,
+        client: SocketAddr,
+        container_port: u16,
+    ) {
+        if self.flows.len() >= MAX_FLOWS {
+            reset(&host);
+            return;
+        }
+        let source_ip = ctx.nat.inbound_source(client);
+        let container = SocketAddr::new(ctx.nat.container_address_for(source_ip), container_port);
+        // Keep the client's port unless that tuple is taken (two loopback clients can share a
+        // port on different 127/8 addresses, and both become the gateway).
+        let mut port = client.port();
+        let mut tries = 0;
+        while port == 0
+            || self
+                .tuples
+                .contains_key(&(container, SocketAddr::new(source_ip, port)))
+        {
+            port = 32768 + ((u32::from(port) * 7 + 1) % 28232) as u16;
+            tries += 1;
+            if tries > 64 {
+                reset(&host);
+                return;
+            }
+        }
+        let peer = SocketAddr::new(source_ip, port);
+        let mut socket = new_socket();
+        if socket
+            .connect(ctx.iface.context(), endpoint(container), endpoint(peer))
+            .is_err()
+        {
+            reset(&host);
+            return;
+        }
+        socket.set_timeout(Some(smoltcp::time::Duration::from_millis(
+            INBOUND_CONNECT_TIMEOUT.as_millis() as u64,
+        )));
+        let _ = host.set_nodelay(true);
+        let index = self.flows.vacant();
+        if ctx
+            .registry
+            .register(
+                &mut host,
+                Kind::TcpFlow.token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            reset(&host);
+            return;
+        }
+        let handle = ctx.sockets.add(socket);
+        let tuple = (container, peer);
+        self.flows.insert(Flow {
+            handle,
+            host,
+            tuple,
+            connecting: false,
+            syn_taken: true,
+            inbound_pending: true,
+            readable: true,
+            writable: true,
+            host_eof: false,
+            container_fin: false,
+            host_shut: false,
+        });
+        self.tuples.insert(tuple, index);
+    }
+
+    /// Readiness of a flow's host socket.
+    pub fn on_event(&mut self, index: usize, event: &mio::event::Event) {
+        if let Some(flow) = self.flows.get_mut(index) {
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                flow.readable = true;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                flow.writable = true;
+            }
+        }
+    }
+
+    /// Moves data and FIN/RST between every flow's two sides; drops finished flows.
+    pub fn pump(&mut self, ctx: &mut Ctx) {
+        for index in self.flows.indices() {
+            let Some(flow) = self.flows.get_mut(index) else {
+                continue;
+            };
+            let socket = ctx.sockets.get_mut::<tcp::Socket>(flow.handle);
+            if let Verdict::Remove { reset: rst } = pump_flow(flow, socket) {
+                let flow = self.flows.remove(index).expect("flow exists");
+                self.tuples.remove(&flow.tuple);
+                let mut host = flow.host;
+                if rst {
+                    reset(&host);
+                }
+                let _ = ctx.registry.deregister(&mut host);
+                drop(host);
+                self.dying.push((flow.handle, ctx.now + LINGER));
+            }
+        }
+        self.reap(ctx);
+    }
+
+    /// Removes finished smoltcp sockets once their last segment (RST, ACK) is out.
+    fn reap(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        self.dying.retain(|&(handle, deadline)| {
+            let socket = ctx.sockets.get::<tcp::Socket>(handle);
+            let done = socket.state() == State::Closed && socket.remote_endpoint().is_none();
+            if done || now >= deadline {
+                ctx.sockets.remove(handle);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Ends every flow at once (the stack is stopping): RST on both sides.
+    pub fn abort_all(&mut self, ctx: &mut Ctx) {
+        for index in self.flows.indices() {
+            let flow = self.flows.remove(index).expect("flow exists");
+            reset(&flow.host);
+            ctx.sockets.get_mut::<tcp::Socket>(flow.handle).abort();
+        }
+        self.tuples.clear();
+    }
+}
+
+fn pump_flow(flow: &mut Flow, socket: &mut tcp::Socket) -> Verdict {
+    if flow.connecting {
+        match socket.state() {
+            State::Listen if flow.syn_taken => {
+                // The container reset its half-open connection.
+                return Verdict::Remove { reset: true };
+            }
+            State::Listen => {}
+            _ => flow.syn_taken = true,
+        }
+        if !flow.writable {
+            return Verdict::Keep;
+        }
+        match connect_result(&flow.host) {
+            None => {
+                flow.writable = false;
+                return Verdict::Keep;
+            }
+            Some(Ok(())) => {
+                flow.connecting = false;
+                socket.pause_synack(false);
+            }
+            Some(Err(_)) => {
+                // RST to the container, as a refused connect gives.
+                socket.abort();
+                return Verdict::Remove { reset: false };
+            }
+        }
+    }
+    if flow.inbound_pending && socket.state() == State::Established {
+        flow.inbound_pending = false;
+        socket.set_timeout(None);
+    }
+
+    // Container → host.
+    while flow.writable && socket.can_recv() {
+        let host = &mut flow.host;
+        match socket.recv(|buf| match host.write(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        }) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => flow.writable = false,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => {
+                socket.abort();
+                return Verdict::Remove { reset: true };
+            }
+            Err(_) => break,
+        }
+    }
+    if matches!(
+        socket.state(),
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    ) {
+        flow.container_fin = true;
+    }
+    if flow.container_fin && !flow.host_shut && socket.recv_queue() == 0 {
+        let _ = flow.host.shutdown(Shutdown::Write);
+        flow.host_shut = true;
+    }
+
+    // Host → container.
+    while flow.readable && !flow.host_eof && socket.can_send() {
+        let host = &mut flow.host;
+        match socket.send(|buf| match host.read(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        }) {
+            Ok(Ok(0)) => {
+                flow.host_eof = true;
+                socket.close();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => {
+                socket.abort();
+                return Verdict::Remove { reset: true };
+            }
+            Err(_) => break,
+        }
+    }
+
+    match socket.state() {
+        State::Listen if !flow.connecting => Verdict::Remove { reset: true },
+        State::Closed | State::TimeWait => {
+            let graceful = flow.container_fin && flow.host_eof;
+            if graceful && !flow.host_shut {
+                // Data the container sent before its FIN is still on its way to the host.
+                return Verdict::Keep;
+            }
+            Verdict::Remove { reset: !graceful }
+        }
+        _ => Verdict::Keep,
+    }
+}

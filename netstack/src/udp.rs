@@ -1,0 +1,208 @@
+//! UDP relay, outside smoltcp: one host socket per container source endpoint (and address
+//! family), sending to any destination and taking replies from any (endpoint-independent mapping,
+//! as slirp4netns). Idle flows expire: 240 s, 10 s for DNS queries, as libslirp.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::Interest;
+
+use crate::packet::{self, ETH_HEADER, IPV4_HEADER, UDP_HEADER};
+use crate::slab::Slab;
+use crate::stack::{Ctx, Kind};
+
+const IDLE: Duration = Duration::from_secs(240);
+const IDLE_DNS: Duration = Duration::from_secs(10);
+pub const MAX_FLOWS: usize = 4096;
+/// Remembered destinations per flow, for translating replies back.
+const MAX_PEERS: usize = 32;
+
+struct Flow {
+    socket: UdpSocket,
+    container: SocketAddr,
+    v6: bool,
+    /// (host address, address the container sent to): replies from the first appear to come
+    /// from the second.
+    peers: Vec<(SocketAddr, SocketAddr)>,
+    last_active: Instant,
+    dns: bool,
+}
+
+#[derive(Default)]
+pub struct UdpRelay {
+    flows: Slab<Flow>,
+    by_source: HashMap<(SocketAddr, bool), usize>,
+    scratch: Vec<u8>,
+}
+
+impl UdpRelay {
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// A datagram from the container.
+    pub fn on_datagram(&mut self, ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if !ctx.nat.is_container(src.ip()) {
+            return;
+        }
+        let Some(target) = ctx.nat.outbound(dst) else {
+            return;
+        };
+        let v6 = target.is_ipv6();
+        let index = match self.by_source.get(&(src, v6)) {
+            Some(&i) => i,
+            None => {
+                if self.flows.len() >= MAX_FLOWS {
+                    return;
+                }
+                let bind: SocketAddr = if v6 {
+                    (Ipv6Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                };
+                let Ok(mut socket) = UdpSocket::bind(bind) else {
+                    return;
+                };
+                let index = self.flows.vacant();
+                if ctx
+                    .registry
+                    .register(&mut socket, Kind::UdpFlow.token(index), Interest::READABLE)
+                    .is_err()
+                {
+                    return;
+                }
+                let dns = dst.port() == 53 && ctx.nat.is_dns(dst.ip());
+                self.flows.insert(Flow {
+                    socket,
+                    container: src,
+                    v6,
+                    peers: Vec::new(),
+                    last_active: ctx.now,
+                    dns,
+                });
+                self.by_source.insert((src, v6), index);
+                index
+            }
+        };
+        let flow = self.flows.get_mut(index).expect("flow exists");
+        flow.last_active = ctx.now;
+        if !flow.peers.iter().any(|&(h, d)| h == target && d == dst) {
+            if flow.peers.len() >= MAX_PEERS {
+                flow.peers.remove(0);
+            }
+            flow.peers.push((target, dst));
+        }
+        // A full socket buffer drops the datagram, as a congested link would.
+        let _ = flow.socket.send_to(payload, target);
+    }
+
+    /// Replies on a flow's host socket: each becomes a datagram to the container.
+    pub fn on_readable(&mut self, ctx: &mut Ctx, index: usize) {
+        let Some(flow) = self.flows.get_mut(index) else {
+            return;
+        };
+        if self.scratch.len() < 65536 {
+            self.scratch.resize(65536, 0);
+        }
+        loop {
+            let (n, from) = match flow.socket.recv_from(&mut self.scratch) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            flow.last_active = ctx.now;
+            let visible = match flow.peers.iter().find(|(h, _)| *h == from) {
+                Some(&(_, d)) => d,
+                None => match reply_source(ctx, from) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            if visible.is_ipv4() != flow.container.is_ipv4() {
+                continue;
+            }
+            send_to_container(ctx, visible, flow.container, &self.scratch[..n]);
+        }
+    }
+
+    /// Expires idle flows.
+    pub fn sweep(&mut self, ctx: &mut Ctx) {
+        for index in self.flows.indices() {
+            let flow = self.flows.get(index).expect("flow exists");
+            let idle = if flow.dns { IDLE_DNS } else { IDLE };
+            if ctx.now.duration_since(flow.last_active) >= idle {
+                let mut flow = self.flows.remove(index).expect("flow exists");
+                let _ = ctx.registry.deregister(&mut flow.socket);
+                self.by_source.remove(&(flow.container, flow.v6));
+            }
+        }
+    }
+}
+
+/// The source a datagram from host address `from` gets in the container when the container
+/// did not send to `from` itself: the host's loopback appears as the gateway (when the container
+/// may reach it), anything else as itself.
+fn reply_source(ctx: &Ctx, from: SocketAddr) -> Option<SocketAddr> {
+    let s = &ctx.nat.slirp;
+    match from.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => s
+            .allow_host_loopback
+            .then(|| SocketAddr::new(s.gateway().into(), from.port())),
+        IpAddr::V6(ip) if ip.is_loopback() => s
+            .allow_host_loopback
+            .then(|| SocketAddr::new(s.gateway6().into(), from.port())),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) if !v4.is_loopback() => Some(SocketAddr::new(v4.into(), from.port())),
+            Some(_) => None,
+            None => Some(from),
+        },
+        IpAddr::V4(_) => Some(from),
+    }
+}
+
+/// Sends a datagram to the container, fragmenting IPv4 datagrams larger than the MTU.
+pub fn send_to_container(ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    let Some(macs) = ctx.link.macs() else {
+        return;
+    };
+    let v6 = src.is_ipv6();
+    let offset = packet::udp_payload_offset(v6);
+    let frame_mtu = ctx.device.frame_mtu();
+    if offset + payload.len() <= frame_mtu {
+        let ident = ctx.link.next_ident();
+        ctx.device.send_with(offset + payload.len(), |buf| {
+            buf[offset..].copy_from_slice(payload);
+            packet::write_udp(buf, macs, src, dst, payload.len(), ident)
+        });
+        return;
+    }
+    if v6 {
+        // IPv6 fragmentation is not implemented: such a datagram is dropped.
+        return;
+    }
+    // IPv4 fragments: the first carries the UDP header; all but the last carry a multiple of 8.
+    let ident = ctx.link.next_ident();
+    let mut datagram = Vec::with_capacity(UDP_HEADER + payload.len());
+    datagram.extend_from_slice(&[0; UDP_HEADER]);
+    datagram.extend_from_slice(payload);
+    let mut header = [0u8; ETH_HEADER + IPV4_HEADER + UDP_HEADER];
+    packet::write_udp(&mut header, macs, src, dst, payload.len(), ident);
+    datagram[..UDP_HEADER].copy_from_slice(&header[ETH_HEADER + IPV4_HEADER..]);
+    let chunk = (frame_mtu - ETH_HEADER - IPV4_HEADER) & !7;
+    let mut at = 0;
+    while at < datagram.len() {
+        let part = &datagram[at..(at + chunk).min(datagram.len())];
+        let more = at + part.len() < datagram.len();
+        ctx.device
+            .send_with(ETH_HEADER + IPV4_HEADER + part.len(), |buf| {
+                buf[..ETH_HEADER + IPV4_HEADER].copy_from_slice(&header[..ETH_HEADER + IPV4_HEADER]);
+                buf[ETH_HEADER + IPV4_HEADER..].copy_from_slice(part);
+                packet::set_fragment(&mut buf[ETH_HEADER..], at, more, part.len());
+                ETH_HEADER + IPV4_HEADER + part.len()
+            });
+        at += part.len();
+    }
+}

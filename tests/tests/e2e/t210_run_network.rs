@@ -1,0 +1,159 @@
+//! `burrow run` on burrow's userspace network (slirp4netns addressing): the container's
+//! interface and files, reaching the host's loopback, published ports, `--network none`.
+//! Traffic goes only to 127.0.0.1 on the host and to the container's own namespace.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use burrow_tests::TestEnv;
+
+fn env_with_busybox() -> TestEnv {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    env
+}
+
+/// A one-shot HTTP-ish server on the host's 127.0.0.1: answers every connection with `reply`.
+fn host_server(reply: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(8) {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
+                    reply.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn default_network_has_slirp_addresses_and_files() {
+    let env = env_with_busybox();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "ip -4 addr show tap0; ip route; cat /etc/resolv.conf /etc/hosts; ip link show lo; \
+         echo group_range=$(cat /proc/sys/net/ipv4/ping_group_range)",
+    ]);
+    out.success();
+    assert!(out.stdout.contains("inet 10.0.2.100/24"), "{out}");
+    assert!(out.stdout.contains("default via 10.0.2.2"), "{out}");
+    assert!(out.stdout.contains("nameserver 10.0.2.3"), "{out}");
+    assert!(out.stdout.contains("10.0.2.2\thost.containers.internal"), "{out}");
+    assert!(out.stdout.contains("LOOPBACK,UP"), "lo is up\n{out}");
+    // Podman's default sysctl: ICMP sockets for the container's root.
+    assert!(out.stdout.contains("group_range=0 0"), "{out}");
+}
+
+#[test]
+fn host_loopback_only_when_allowed() {
+    let env = env_with_busybox();
+    let port = host_server("hello-host");
+    let url = format!("http://10.0.2.2:{port}/");
+    let allowed = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "slirp4netns:allow_host_loopback=true",
+        "bb",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &url,
+    ]);
+    assert_eq!(allowed.success().stdout, "hello-host", "{allowed}");
+    // As slirp4netns: without the option, 10.0.2.2 does not lead to the host's loopback.
+    let refused = env.run(&["run", "--rm", "bb", "wget", "-q", "-T", "5", "-O", "-", &url]);
+    assert_ne!(refused.code, 0, "{refused}");
+}
+
+#[test]
+fn published_port_reaches_the_container_and_is_freed() {
+    let env = env_with_busybox();
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let publish = format!("127.0.0.1:{port}:80");
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-p",
+        &publish,
+        "bb",
+        "sh",
+        "-c",
+        "while true; do echo hi-from-container | nc -l -p 80; done",
+    ])
+    .success();
+    // The stack listens as soon as the container starts; nc inside a moment later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let mut text = String::new();
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.read_to_string(&mut text);
+        }
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no answer on the published port");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(reply, "hi-from-container\n");
+    // Taken while the container runs; free again at once when it is gone.
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "the stack holds the port"
+    );
+    env.run(&["rm", "-f", "srv"]).success();
+    TcpListener::bind(("127.0.0.1", port)).expect("the port is free again after rm");
+}
+
+#[test]
+fn network_flags_are_checked() {
+    let env = env_with_busybox();
+    let bad = env.run(&["run", "--rm", "-p", "notaport", "bb", "true"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    assert!(
+        bad.stderr.contains("notaport"),
+        "the error names the bad value\n{bad}"
+    );
+    let low = env.run(&["run", "--rm", "-p", "127.0.0.1:80:80", "bb", "true"]);
+    assert_eq!(low.code, 125, "{low}");
+    assert!(
+        low.stderr.contains("net.ipv4.ip_unprivileged_port_start"),
+        "{low}"
+    );
+    let none = env.run(&["run", "--rm", "--network", "none", "-p", "8080:80", "bb", "true"]);
+    assert_eq!(none.code, 125, "{none}");
+    let mode = env.run(&["run", "--rm", "--network", "bogus", "bb", "true"]);
+    assert_eq!(mode.code, 125, "{mode}");
+    assert!(mode.stderr.contains("bogus"), "{mode}");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let env = env_with_busybox();
+    // lo works: a server and a client inside the container, over 127.0.0.1.
+    let script = "ls /sys/class/net; mkdir -p /www && echo lo-ok > /www/index.html && \
+                  httpd -p 127.0.0.1:8080 -h /www && wget -q -O - http://127.0.0.1:8080/index.html";
+    let out = env.run(&["run", "--rm", "--network", "none", "bb", "sh", "-c", script]);
+    out.success();
+    assert_eq!(out.stdout_trimmed(), "lo\nlo-ok", "{out}");
+}
