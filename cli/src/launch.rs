@@ -43,6 +43,70 @@ pub struct Launch {
     /// `--add-host HOST:IP` entries.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// The image's labels and `--label`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub log: LogOptions,
+}
+
+/// `--log-driver` and `--log-opt`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    pub driver: LogDriver,
+    /// k8s-file: the log is emptied when it would grow past this (as conmon does).
+    pub max_size: Option<u64>,
+    /// journald: SYSLOG_IDENTIFIER (default: the container's short id).
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogDriver {
+    #[default]
+    K8sFile,
+    Journald,
+    None,
+}
+
+impl LogOptions {
+    pub fn parse(driver: Option<&str>, opts: &[String]) -> anyhow::Result<LogOptions> {
+        let driver = match driver.unwrap_or("k8s-file") {
+            "k8s-file" | "json-file" => LogDriver::K8sFile,
+            "journald" => LogDriver::Journald,
+            "none" => LogDriver::None,
+            other => bail!("invalid log driver {other:?}: burrow supports k8s-file, journald and none"),
+        };
+        let mut log = LogOptions {
+            driver,
+            ..LogOptions::default()
+        };
+        for opt in opts {
+            match opt.split_once('=') {
+                Some(("max-size", size)) => log.max_size = Some(parse_size(size)?),
+                Some(("tag", tag)) => log.tag = Some(tag.to_string()),
+                _ => bail!("invalid --log-opt {opt:?}: burrow supports max-size=SIZE and tag=NAME"),
+            }
+        }
+        Ok(log)
+    }
+}
+
+/// `10k`, `5m`, `1g` or bytes, as Podman's sizes.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {text:?}"))?;
+    let factor = match unit {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => bail!("invalid size {text:?}: unit must be b, k, m or g"),
+    };
+    Ok(n * factor)
 }
 
 /// `--dns`, `--dns-search`, `--dns-option`.
@@ -345,6 +409,19 @@ mod tests {
             !RestartPolicy::Always.restarts(1, 0, true),
             "a stopped container stays stopped"
         );
+    }
+
+    #[test]
+    fn log_options() {
+        let log = LogOptions::parse(Some("json-file"), &["max-size=10k".into()]).unwrap();
+        assert_eq!((log.driver, log.max_size), (LogDriver::K8sFile, Some(10240)));
+        assert_eq!(
+            LogOptions::parse(Some("none"), &[]).unwrap().driver,
+            LogDriver::None
+        );
+        assert!(LogOptions::parse(Some("syslog"), &[]).is_err());
+        assert!(LogOptions::parse(None, &["max-size=lots".into()]).is_err());
+        assert!(LogOptions::parse(None, &["colour=red".into()]).is_err());
     }
 
     #[test]

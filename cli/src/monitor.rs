@@ -111,31 +111,139 @@ pub fn log_timestamp(t: SystemTime) -> String {
 /// Appends `data` from `stream` to the log: complete lines as `F`, a trailing partial
 /// line as `P` (k8s-file).
 struct LogWriter {
-    file: File,
+    sink: LogSink,
+    id: String,
+    name: String,
 }
 
+enum LogSink {
+    /// k8s-file, emptied when it would grow past the size (as conmon does).
+    File {
+        file: File,
+        max_size: Option<u64>,
+        written: u64,
+    },
+    /// The journal's native protocol: one datagram of `KEY=VALUE` lines per line.
+    Journald {
+        socket: std::os::unix::net::UnixDatagram,
+        tag: String,
+    },
+    None,
+}
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
 impl LogWriter {
-    fn write(&mut self, stream: &str, data: &[u8]) {
-        let ts = log_timestamp(SystemTime::now());
-        let mut out = Vec::with_capacity(data.len() + 64);
-        for piece in data.split_inclusive(|&b| b == b'\n') {
-            let (content, tag) = match piece.strip_suffix(b"\n") {
-                Some(line) => (line, "F"),
-                None => (piece, "P"),
-            };
-            out.extend_from_slice(format!("{ts} {stream} {tag} ").as_bytes());
-            out.extend_from_slice(content);
-            out.push(b'\n');
-        }
-        // A full disk must not kill the container: drop the output.
-        let _ = self.file.write_all(&out);
+    fn open(
+        store: &Store,
+        record: &ContainerRecord,
+        options: &launch::LogOptions,
+    ) -> anyhow::Result<LogWriter> {
+        let sink = match options.driver {
+            launch::LogDriver::K8sFile => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path(store, &record.id))
+                    .context("opening the log")?;
+                let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+                LogSink::File {
+                    file,
+                    max_size: options.max_size,
+                    written,
+                }
+            }
+            launch::LogDriver::Journald => {
+                let socket = std::os::unix::net::UnixDatagram::unbound()?;
+                socket.connect(JOURNAL_SOCKET).with_context(|| {
+                    format!("log driver journald: cannot reach the journal at {JOURNAL_SOCKET} (is systemd-journald running?)")
+                })?;
+                let tag = options.tag.clone().unwrap_or_else(|| record.id[..12].to_string());
+                LogSink::Journald { socket, tag }
+            }
+            launch::LogDriver::None => LogSink::None,
+        };
+        Ok(LogWriter {
+            sink,
+            id: record.id.clone(),
+            name: record.name.clone(),
+        })
     }
+
+    fn write(&mut self, stream: &str, data: &[u8]) {
+        match &mut self.sink {
+            LogSink::None => {}
+            LogSink::Journald { socket, tag } => {
+                for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let priority = if stream == "stderr" { 3 } else { 6 };
+                    let mut msg = format!(
+                        "CONTAINER_ID_FULL={}\nCONTAINER_ID={}\nCONTAINER_NAME={}\nSYSLOG_IDENTIFIER={tag}\nPRIORITY={priority}\nMESSAGE=",
+                        self.id,
+                        &self.id[..12],
+                        self.name
+                    )
+                    .into_bytes();
+                    msg.extend_from_slice(line);
+                    msg.push(b'\n');
+                    let _ = socket.send(&msg);
+                }
+            }
+            LogSink::File {
+                file,
+                max_size,
+                written,
+            } => {
+                let ts = log_timestamp(SystemTime::now());
+                let mut out = Vec::with_capacity(data.len() + 64);
+                for piece in data.split_inclusive(|&b| b == b'\n') {
+                    let (content, tag) = match piece.strip_suffix(b"\n") {
+                        Some(line) => (line, "F"),
+                        None => (piece, "P"),
+                    };
+                    out.extend_from_slice(format!("{ts} {stream} {tag} ").as_bytes());
+                    out.extend_from_slice(content);
+                    out.push(b'\n');
+                }
+                if let Some(max) = *max_size {
+                    if *written + out.len() as u64 > max {
+                        let _ = file.set_len(0);
+                        *written = 0;
+                    }
+                    // More than fits at all: keep the whole lines at its end that do.
+                    while out.len() as u64 > max {
+                        match out.iter().position(|&b| b == b'\n') {
+                            Some(p) if p + 1 < out.len() => {
+                                out.drain(..=p);
+                            }
+                            _ => {
+                                out.clear();
+                            }
+                        }
+                    }
+                }
+                // A full disk must not kill the container: drop the output.
+                if file.write_all(&out).is_ok() {
+                    *written += out.len() as u64;
+                }
+            }
+        }
+    }
+}
+
+/// The ready pipe at READY_FD, if our starter gave us one (a systemd unit running the
+/// monitor as its main process gives none: then there is nobody to tell).
+fn ready_pipe() -> Option<File> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor number; fails harmlessly when it is not open.
+    let is_fifo =
+        unsafe { libc::fstat(READY_FD, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
+    // SAFETY: the starter placed our end of the ready pipe there, and only that is a FIFO.
+    is_fifo.then(|| unsafe { File::from_raw_fd(READY_FD) })
 }
 
 /// `burrow __monitor ID`.
 pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
-    // SAFETY: the starter placed our end of the ready pipe at READY_FD.
-    let mut ready = Some(unsafe { File::from_raw_fd(READY_FD) });
+    let mut ready = ready_pipe();
     let mut say = |message: Ready| {
         if let Some(mut f) = ready.take() {
             let _ = f.write_all(serde_json::to_string(&message).unwrap_or_default().as_bytes());
@@ -168,16 +276,24 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let mut log = LogWriter {
-        file: OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path(store, id))
-            .context("opening the log")?,
-    };
+    // For a systemd unit's PIDFile= (Type=forking, as Podman's units with conmon).
+    let _ = std::fs::write(
+        store.container_dirs(id).bundle.join("monitor.pid"),
+        std::process::id().to_string(),
+    );
     loop {
         let record = store.container(id)?;
         let launch = launch::load(&record)?;
+        let mut log = match LogWriter::open(store, &record, &launch.log) {
+            Ok(l) => l,
+            Err(e) => {
+                say(Ready::Failed {
+                    message: crate::exit::message(&e),
+                    exit_code: 125,
+                });
+                return Err(e);
+            }
+        };
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
         let started = match launch::start(

@@ -126,6 +126,18 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container before it is killed
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub(crate) stop_timeout: Option<u32>,
+    /// Set metadata on the container (KEY=VALUE)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub(crate) label: Vec<String>,
+    /// Add an annotation to the container (KEY=VALUE), passed to the OCI spec
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub(crate) annotation: Vec<String>,
+    /// Logging driver for the container: k8s-file (default; json-file is its alias), journald, none
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub(crate) log_driver: Option<String>,
+    /// Logging driver options: max-size=SIZE (k8s-file), tag=NAME (journald)
+    #[arg(long = "log-opt", value_name = "OPT")]
+    pub(crate) log_opt: Vec<String>,
     /// Write the container ID to the file
     #[arg(long, value_name = "FILE")]
     pub(crate) cidfile: Option<PathBuf>,
@@ -467,6 +479,26 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         }
         None => None,
     };
+    let key_values =
+        |flag: &str, items: &[String]| -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+            items
+                .iter()
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                    None if !kv.is_empty() => Ok((kv.clone(), String::new())),
+                    _ => bail!("invalid {flag} {kv:?}: expected KEY=VALUE"),
+                })
+                .collect()
+        };
+    // The image's labels, then ours, as Podman merges them.
+    let mut labels: std::collections::BTreeMap<String, String> = config
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(key_values("--label", &args.label)?);
+    let annotations = key_values("--annotation", &args.annotation)?;
+    let log = crate::launch::LogOptions::parse(args.log_driver.as_deref(), &args.log_opt)?;
     let stop_signal = args
         .stop_signal
         .clone()
@@ -548,6 +580,9 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         };
         let mut spec = spec::build(&options, &dirs.bundle.join("rootfs"));
         apply_mask_options(&mut spec, &security);
+        if !annotations.is_empty() {
+            spec.set_annotations(Some(annotations.clone().into_iter().collect()));
+        }
         let launch = Launch {
             spec,
             rootfs: rootfs_source,
@@ -565,6 +600,8 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
                 options: args.dns_option.clone(),
             },
             add_hosts: args.add_host.clone(),
+            labels: labels.clone(),
+            log: log.clone(),
         };
         store.set_config(&record.id, &serde_json::to_string(&launch)?)?;
         if let Some(p) = &args.cidfile {

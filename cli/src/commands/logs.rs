@@ -78,6 +78,17 @@ pub fn logs(args: LogsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let store = &engine.store;
     let container = store.container(&args.container)?;
+    match crate::launch::load(&container).map(|l| l.log.driver) {
+        Ok(crate::launch::LogDriver::None) => anyhow::bail!(
+            "this container is using the 'none' log driver, cannot read logs: this container is not logging output"
+        ),
+        Ok(crate::launch::LogDriver::Journald) => anyhow::bail!(
+            "container {} logs to the journal: read them with journalctl CONTAINER_ID_FULL={}",
+            container.name,
+            container.id
+        ),
+        _ => {}
+    }
     let path = log_path(store, &container.id);
     let (since, until) = (bound(&args.since), bound(&args.until));
     let in_range = |e: &Entry| {

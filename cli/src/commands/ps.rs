@@ -34,6 +34,9 @@ pub struct PsArgs {
     /// Do not print headers
     #[arg(long)]
     noheading: bool,
+    /// Sort output by: command, created, id, image, names, runningfor, status
+    #[arg(long, default_value = "created")]
+    sort: String,
 }
 
 const HEADERS: &[(&str, &str)] = &[("ID", "CONTAINER ID"), ("CreatedHuman", "CREATED")];
@@ -108,7 +111,14 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
                 .is_some_and(|i| i == value || i.contains(value))
                 || c.image_id.as_deref().is_some_and(|i| i.starts_with(value))
         }
-        _ => bail!("invalid filter {key:?}: burrow supports status, name, id, exited, ancestor"),
+        "label" => {
+            let labels = crate::launch::load(c).map(|l| l.labels).unwrap_or_default();
+            match value.split_once('=') {
+                Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                None => labels.contains_key(value),
+            }
+        }
+        _ => bail!("invalid filter {key:?}: burrow supports status, name, id, exited, ancestor, label"),
     })
 }
 
@@ -142,6 +152,26 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         rows.drain(..skip);
     }
     rows.reverse(); // newest first, as Podman lists
+    let key = match args.sort.as_str() {
+        "created" => None,
+        "command" => Some("Command"),
+        "id" => Some("Id"),
+        "image" => Some("Image"),
+        "names" => Some("Names"),
+        "status" => Some("Status"),
+        // Running longest first: oldest start first.
+        "runningfor" => Some("Created"),
+        other => bail!(
+            "invalid option for --sort {other:?}: command, created, id, image, names, runningfor, status"
+        ),
+    };
+    if let Some(key) = key {
+        // A stable sort keeps the newest-first order among equals.
+        rows.sort_by(|a, b| match (&a[key], &b[key]) {
+            (Value::Number(x), Value::Number(y)) => x.as_i64().cmp(&y.as_i64()),
+            (x, y) => x.as_str().unwrap_or_default().cmp(y.as_str().unwrap_or_default()),
+        });
+    }
     let template = match (&args.format, args.quiet) {
         (Some(f), _) => f.clone(),
         (None, true) => "{{.ID}}".into(),

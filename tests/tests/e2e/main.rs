@@ -11,6 +11,7 @@ mod t020_userns;
 mod t030_security;
 mod t040_terminal;
 mod t050_lifecycle;
+mod t055_labels_logs;
 mod t060_exec;
 mod t070_container_cmds;
 mod t080_docker_alias;
