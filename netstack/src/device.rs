@@ -412,3 +412,64 @@ impl Device for TapDevice {
         caps
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::tests::{ipv4_frame, tcp_header};
+    use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpPacket};
+
+    /// What the container's kernel does with a NEEDS_CSUM frame: checksum from csum_start to the
+    /// end (the field holding the pseudo-header sum), complemented, at csum_start + csum_offset.
+    fn complete_checksum(buf: &mut [u8]) {
+        assert_eq!(buf[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        let start = usize::from(u16::from_ne_bytes([buf[6], buf[7]]));
+        let offset = usize::from(u16::from_ne_bytes([buf[8], buf[9]]));
+        let frame = &mut buf[VNET_HDR..];
+        let sum = !smoltcp::wire::checksum::data(&frame[start..]);
+        frame[start + offset..start + offset + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn offloaded_tcp_checksums_complete_to_valid_ones() {
+        let mut tcp = tcp_header(80, 40000, 0x18);
+        tcp.extend_from_slice(b"some payload, odd length");
+        let frame = ipv4_frame([10, 0, 2, 2].into(), [10, 0, 2, 100].into(), 6, &tcp);
+        let mut buf = vec![0xaa; VNET_HDR];
+        buf.extend_from_slice(&frame);
+        fill_vnet_header(&mut buf);
+        complete_checksum(&mut buf);
+        let eth = EthernetFrame::new_checked(&buf[VNET_HDR..]).unwrap();
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let (s, d) = (IpAddress::from(ip.src_addr()), IpAddress::from(ip.dst_addr()));
+        assert!(tcp.verify_checksum(&s, &d));
+    }
+
+    #[test]
+    fn other_frames_get_an_empty_header() {
+        let frame = ipv4_frame(
+            [10, 0, 2, 2].into(),
+            [10, 0, 2, 100].into(),
+            17,
+            &[0, 53, 0, 53, 0, 8, 0, 0],
+        );
+        let mut buf = vec![0xaa; VNET_HDR];
+        buf.extend_from_slice(&frame);
+        fill_vnet_header(&mut buf);
+        assert_eq!(&buf[..VNET_HDR], &[0; VNET_HDR]);
+        assert_eq!(&buf[VNET_HDR..], &frame[..]);
+    }
+
+    #[test]
+    fn a_socket_is_not_a_vnet_tap() {
+        let (a, _b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Datagram,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        assert!(!has_vnet_header(a.as_raw_fd()));
+    }
+}

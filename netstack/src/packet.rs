@@ -262,9 +262,27 @@ pub fn summary(frame: &[u8]) -> String {
                 .filter(|(bit, _)| flags & bit != 0)
                 .map(|(_, c)| *c)
                 .collect();
-            let data = l4.len() - usize::from(l4[12] >> 4) * 4;
+            let header = (usize::from(l4[12] >> 4) * 4).clamp(20, l4.len());
+            let data = l4.len() - header;
+            // The window scale option, shown on SYNs (it gives the meaning of every window).
+            let mut options = &l4[20..header];
+            let mut wscale = String::new();
+            while let [kind, rest @ ..] = options {
+                match (*kind, rest) {
+                    (0, _) => break,
+                    (1, _) => options = rest,
+                    (3, [3, shift, ..]) => {
+                        wscale = format!(" wscale {shift}");
+                        break;
+                    }
+                    (_, [len, ..]) if *len >= 2 && usize::from(*len) <= options.len() => {
+                        options = &options[usize::from(*len)..]
+                    }
+                    _ => break,
+                }
+            }
             format!(
-                "TCP {src}:{} > {dst}:{} [{names}] seq {} ack {} win {} len {data}",
+                "TCP {src}:{} > {dst}:{} [{names}] seq {} ack {} win {}{wscale} len {data}",
                 port(&l4[0..2]),
                 port(&l4[2..4]),
                 u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]),
@@ -621,6 +639,24 @@ pub(crate) mod tests {
             (icmp.msg_type().into(), icmp.echo_ident(), icmp.echo_seq_no()),
             (0u8, 7, 1)
         );
+    }
+
+    #[test]
+    fn summarizes_frames_for_the_debug_trace() {
+        let cfg = SlirpConfig::default();
+        let mut syn = tcp_header(40000, 80, 0x02);
+        syn[12] = 6 << 4;
+        syn.extend_from_slice(&[3, 3, 7, 0]); // window scale 7, end of options
+        let f = ipv4_frame(cfg.container_address(), cfg.gateway(), PROTO_TCP, &syn);
+        assert_eq!(
+            summary(&f),
+            "TCP 10.0.2.100:40000 > 10.0.2.2:80 [S] seq 0 ack 0 win 0 wscale 7 len 0"
+        );
+        assert_eq!(
+            summary(&arp_request(cfg.gateway())),
+            "ARP op 1 10.0.2.100 asks/tells 10.0.2.2"
+        );
+        assert_eq!(summary(&[0u8; 3]), "runt frame of 3 bytes");
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::StoreError;
 
-fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+/// The extended attributes of `path` that belong in an archive: `user.*` (but not
+/// overlayfs' own) and `security.capability`.
+pub fn archive_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
     let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
         return Vec::new();
     };
@@ -63,7 +65,7 @@ pub fn tree_tar(root: &Path, out: &mut dyn Write) -> Result<(), StoreError> {
             let path = root.join(&rel_path);
             let meta = fs::symlink_metadata(&path).map_err(|e| StoreError::io("reading", &path, e))?;
             let ft = meta.file_type();
-            let attrs = xattrs(&path);
+            let attrs = archive_xattrs(&path);
             if !attrs.is_empty() {
                 let records: Vec<(String, &[u8])> = attrs
                     .iter()

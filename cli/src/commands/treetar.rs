@@ -20,36 +20,7 @@ pub struct TarWriter<W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-/// The extended attributes of `path` that belong in an archive.
-pub fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
-        return Vec::new();
-    };
-    let mut names = vec![0u8; 4096];
-    // SAFETY: valid path and a buffer of the given size.
-    let n = unsafe { libc::llistxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    names.truncate(n as usize);
-    let mut out = Vec::new();
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let text = String::from_utf8_lossy(name).into_owned();
-        if !(text.starts_with("user.") || text == "security.capability") || text.starts_with("user.overlay.")
-        {
-            continue;
-        }
-        let Ok(c) = CString::new(name) else { continue };
-        let mut value = vec![0u8; 65536];
-        // SAFETY: as above.
-        let len = unsafe { libc::lgetxattr(p.as_ptr(), c.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-        if len >= 0 {
-            value.truncate(len as usize);
-            out.push((text, value));
-        }
-    }
-    out
-}
+pub use burrow_storage::export::archive_xattrs as xattrs;
 
 /// Whether `path` has the overlay xattr that makes a directory opaque.
 pub fn is_opaque(path: &Path) -> bool {

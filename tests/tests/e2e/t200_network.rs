@@ -184,11 +184,13 @@ fn helper_lines(out: &(bool, String)) -> Vec<String> {
         .collect()
 }
 
-/// A running `burrow __netstack`.
+/// A running `burrow __netstack`, tracing every frame (`BURROW_NETSTACK_DEBUG=1`) into a file
+/// that failing assertions show.
 struct Stack {
     child: Child,
     /// What it wrote to its ready fd.
     ready: String,
+    log: tempfile::NamedTempFile,
 }
 
 /// Starts `burrow __netstack --netns-pid` (inside `host`, or in the real host namespace when
@@ -225,8 +227,11 @@ fn start_stack(host: Option<&Netns>, ns: &Netns, config: &str, extra: &[&str]) -
             Ok(())
         });
     }
+    let log = tempfile::NamedTempFile::new().expect("a log file");
     let child = cmd
         .stdin(Stdio::null())
+        .stderr(log.reopen().expect("the log file"))
+        .env("BURROW_NETSTACK_DEBUG", "1")
         .spawn()
         .expect("starting burrow __netstack");
     drop(write);
@@ -237,10 +242,18 @@ fn start_stack(host: Option<&Netns>, ns: &Netns, config: &str, extra: &[&str]) -
         let _ = tx.send(text);
     });
     let ready = rx.recv_timeout(WAIT).expect("the stack's ready message");
-    Stack { child, ready }
+    Stack { child, ready, log }
 }
 
 impl Stack {
+    /// The end of the stack's trace, for failure messages.
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(60)..];
+        format!("--- last lines of the stack's trace:\n{}", tail.join("\n"))
+    }
+
     fn assert_ready(&self) {
         assert!(
             self.ready.starts_with("1\n"),
@@ -335,7 +348,12 @@ fn netstack_tcp_reaches_host_loopback_via_gateway() {
     let stack = start_stack(None, &ns, &config(true, ""), &[]);
     stack.assert_ready();
     let lines = ns.run_helper(&format!("tcp-client 10.0.2.2:{port} hello-through-the-stack"));
-    assert_eq!(lines, vec!["reply hello-through-the-stack"], "{lines:?}");
+    assert_eq!(
+        lines,
+        vec!["reply hello-through-the-stack"],
+        "{lines:?}\n{}",
+        stack.log()
+    );
     let client = clients.recv_timeout(WAIT).unwrap();
     assert_eq!(
         client.ip(),
@@ -470,7 +488,7 @@ fn netstack_ipv6_reaches_host_loopback_via_gateway() {
     let stack = start_stack(None, &ns, cfg, &[]);
     stack.assert_ready();
     let lines = ns.run_helper(&format!("tcp-client [fd00::2]:{port} over-ipv6"));
-    assert_eq!(lines, vec!["reply over-ipv6"], "{lines:?}");
+    assert_eq!(lines, vec!["reply over-ipv6"], "{lines:?}\n{}", stack.log());
     assert_eq!(
         clients.recv_timeout(WAIT).unwrap().ip(),
         std::net::Ipv6Addr::LOCALHOST
@@ -845,7 +863,7 @@ fn netns_helper() {
     };
     let timeout = Some(WAIT);
     match words.as_slice() {
-        ["tcp-client", addr, msg] => match TcpStream::connect(addr) {
+        ["tcp-client", addr, msg] => match TcpStream::connect_timeout(&addr.parse().unwrap(), WAIT) {
             Ok(mut s) => {
                 s.set_read_timeout(timeout).unwrap();
                 s.write_all(msg.as_bytes()).unwrap();
