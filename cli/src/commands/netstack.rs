@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use burrow_netstack::{PortForward, SlirpConfig, Stack, StackConfig, StopOn};
@@ -288,18 +288,12 @@ impl NetstackProcess {
 
     fn stop_inner(&mut self) {
         self.exit.take();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            }
+        // Its ports are free once it has exited: wait for that on a pidfd (no polling
+        // interval on every run's critical path), at most 5 s, then kill it.
+        if !super::stop::wait_exit(self.child.id() as i32, Duration::from_secs(5)) {
+            let _ = self.child.kill();
         }
+        let _ = self.child.wait();
     }
 }
 

@@ -38,7 +38,7 @@ pub struct KillArgs {
 }
 
 /// Waits until `pid` has exited (a pidfd polls readable then), at most `timeout`.
-fn wait_exit(pid: i32, timeout: Duration) -> bool {
+pub(crate) fn wait_exit(pid: i32, timeout: Duration) -> bool {
     // SAFETY: pidfd_open returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
