@@ -202,25 +202,8 @@ fn build_env(
     for e in image_env {
         set(&mut env, e);
     }
-    let mut user_env = Vec::new();
-    for file in &args.env_file {
-        let text =
-            fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
-        user_env.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    user_env.extend(args.env.iter().cloned());
-    for e in user_env {
-        if e.contains('=') {
-            set(&mut env, &e);
-        } else if let Ok(v) = std::env::var(&e) {
-            // `-e NAME` takes the value from burrow's own environment, if set.
-            set(&mut env, &format!("{e}={v}"));
-        }
+    for e in user_env(&args.env_file, &args.env)? {
+        set(&mut env, &e);
     }
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         set(&mut env, &format!("HOSTNAME={hostname}"));
@@ -229,6 +212,33 @@ fn build_env(
         set(&mut env, &format!("HOME={}", home.unwrap_or("/root")));
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// `--env-file` then `-e` entries as `KEY=VALUE`: a bare `-e NAME` takes the value from
+/// burrow's own environment, and is dropped when that has none (as Podman).
+pub(crate) fn user_env(env_files: &[PathBuf], env: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut entries = Vec::new();
+    for file in env_files {
+        let text =
+            fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
+        entries.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    entries.extend(env.iter().cloned());
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e)
+            } else {
+                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect())
 }
 
 /// Entrypoint and command, as Docker combines them.

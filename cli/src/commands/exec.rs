@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use burrow_userns::{capabilities, exec, foreground, process, seccomp};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use oci_spec::runtime::Process;
@@ -72,24 +72,8 @@ fn build_env(base: &[String], args: &ExecArgs) -> anyhow::Result<Vec<String>> {
     if args.tty && !env.iter().any(|(k, _)| k == "TERM") {
         set(&mut env, "TERM=xterm");
     }
-    let mut user_env = Vec::new();
-    for file in &args.env_file {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
-        user_env.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    user_env.extend(args.env.iter().cloned());
-    for e in user_env {
-        if e.contains('=') {
-            set(&mut env, &e);
-        } else if let Ok(v) = std::env::var(&e) {
-            set(&mut env, &format!("{e}={v}"));
-        }
+    for e in super::create::user_env(&args.env_file, &args.env)? {
+        set(&mut env, &e);
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
