@@ -25,6 +25,9 @@ use crate::exit::ExitError;
 /// Everything needed to start a container again, stored as its record's config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Launch {
+    /// Kept in its own file (`spec.json` in the container's dir), not in the record: with
+    /// its seccomp profile it is most of the bytes, and every write of it costs pages.
+    #[serde(skip)]
     pub spec: Spec,
     pub rootfs: RootfsSource,
     pub init: bool,
@@ -382,8 +385,39 @@ pub fn run_foreground(engine: &Engine, record: &ContainerRecord, launch: &Launch
     }
 }
 
-/// Reads a container's launch description from its record.
-pub fn load(record: &ContainerRecord) -> anyhow::Result<Launch> {
+/// Where a container's OCI spec is kept between starts.
+fn spec_path(store: &Store, id: &str) -> PathBuf {
+    store.paths.container_dir(id).join("spec.json")
+}
+
+/// Records a container's launch description: the spec in its file, the rest in the record.
+pub fn save(store: &Store, id: &str, launch: &Launch) -> anyhow::Result<()> {
+    let path = spec_path(store, id);
+    launch
+        .spec
+        .save(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    store.set_config(id, &serde_json::to_string(launch)?)?;
+    Ok(())
+}
+
+/// Reads a container's launch description.
+pub fn load(store: &Store, record: &ContainerRecord) -> anyhow::Result<Launch> {
+    let unreadable = || format!("container {}: its stored configuration is unreadable", record.id);
+    let mut launch: Launch = serde_json::from_str(&record.config).with_context(unreadable)?;
+    launch.spec = match Spec::load(spec_path(store, &record.id)) {
+        Ok(spec) => spec,
+        // Records made before the spec had a file of its own carry it inline.
+        Err(_) => serde_json::from_str::<serde_json::Value>(&record.config)
+            .ok()
+            .and_then(|v| serde_json::from_value(v.get("spec")?.clone()).ok())
+            .with_context(unreadable)?,
+    };
+    Ok(launch)
+}
+
+/// The parts of a launch description that live in the record (no spec): for listings.
+pub fn summary(record: &ContainerRecord) -> anyhow::Result<Launch> {
     serde_json::from_str(&record.config)
         .with_context(|| format!("container {}: its stored configuration is unreadable", record.id))
 }

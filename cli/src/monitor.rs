@@ -283,7 +283,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
     );
     loop {
         let record = store.container(id)?;
-        let launch = launch::load(&record)?;
+        let launch = launch::load(store, &record)?;
         let mut log = match LogWriter::open(store, &record, &launch.log) {
             Ok(l) => l,
             Err(e) => {

@@ -55,7 +55,7 @@ pub fn commit(args: CommitArgs, global: &GlobalOptions) -> Result<i32> {
     let name = args.image.as_deref().map(normalize_name).transpose()?;
     let mut engine = Engine::open(global)?;
     let record = ctrutil::find(&engine.store, &args.container)?;
-    let launch = crate::launch::load(&record)?;
+    let launch = crate::launch::load(&engine.store, &record)?;
     let RootfsSource::Overlay { lower, upper, .. } = &launch.rootfs else {
         bail!(
             "container {} runs on a root directory of its own (--rootfs): there is no image to commit onto",

@@ -256,7 +256,7 @@ pub fn cp(args: CpArgs, global: &GlobalOptions) -> Result<i32> {
 }
 
 fn copy_out(store: &Store, c: &ContainerRecord, path: &str, dest: Side, args: &CpArgs) -> Result<i32> {
-    let launch = crate::launch::load(c)?;
+    let launch = crate::launch::load(store, c)?;
     let mountpoint = store.container_dirs(&c.id).bundle.join("rootfs");
     let view = view_of(store, c, &launch, &mountpoint);
     let (info_r, info_w) = pipe()?;
@@ -324,7 +324,7 @@ fn copy_out(store: &Store, c: &ContainerRecord, path: &str, dest: Side, args: &C
 }
 
 fn copy_in(store: &Store, src: Side, c: &ContainerRecord, path: &str, args: &CpArgs) -> Result<i32> {
-    let launch = crate::launch::load(c)?;
+    let launch = crate::launch::load(store, c)?;
     let source = match &src {
         Side::Host(host) => Some(
             describe(host)

@@ -613,7 +613,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             labels: labels.clone(),
             log: log.clone(),
         };
-        store.set_config(&record.id, &serde_json::to_string(&launch)?)?;
+        crate::launch::save(store, &record.id, &launch)?;
         if let Some(p) = &args.cidfile {
             fs::write(p, &record.id).with_context(|| format!("writing {}", p.display()))?;
         }

@@ -228,7 +228,7 @@ fn has_namespace(l: &Launch, kind: LinuxNamespaceType) -> bool {
 }
 
 pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<ContainerData> {
-    let l = launch::load(c)?;
+    let l = launch::load(store, c)?;
     let image = c.image_id.as_deref().and_then(|id| store.image(id).ok());
     let image_entrypoint = image
         .as_ref()

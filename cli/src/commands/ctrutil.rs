@@ -49,7 +49,7 @@ fn running_or(
     let pid = c
         .pid
         .ok_or_else(|| anyhow::anyhow!("container {} runs but has no pid", c.id))?;
-    let l = launch::load(&c)?;
+    let l = launch::load(store, &c)?;
     Ok((c, l, pid))
 }
 

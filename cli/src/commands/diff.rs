@@ -52,7 +52,7 @@ pub fn diff(args: DiffArgs, global: &GlobalOptions) -> Result<i32> {
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no containers"))?,
     };
-    let launch = crate::launch::load(&record)?;
+    let launch = crate::launch::load(store, &record)?;
     let RootfsSource::Overlay { lower, upper, .. } = &launch.rootfs else {
         bail!(
             "container {} runs on a root directory of its own (--rootfs): it has no image to differ from",

@@ -31,7 +31,7 @@ pub fn export(args: ExportArgs, global: &GlobalOptions) -> Result<i32> {
     }
     let engine = Engine::open(global)?;
     let record = engine.store.container(&args.container)?;
-    let launch = crate::launch::load(&record)?;
+    let launch = crate::launch::load(&engine.store, &record)?;
     let root = match &launch.rootfs {
         RootfsSource::Directory(dir) => dir.clone(),
         RootfsSource::Overlay { lower, upper, .. } => {

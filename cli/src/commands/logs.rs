@@ -78,7 +78,7 @@ pub fn logs(args: LogsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let store = &engine.store;
     let container = store.container(&args.container)?;
-    match crate::launch::load(&container).map(|l| l.log.driver) {
+    match crate::launch::summary(&container).map(|l| l.log.driver) {
         Ok(crate::launch::LogDriver::None) => anyhow::bail!(
             "this container is using the 'none' log driver, cannot read logs: this container is not logging output"
         ),

@@ -45,7 +45,7 @@ pub struct UmountArgs {
 /// Where a container's root is mounted: its own directory for `--rootfs`, else `merged`
 /// next to its upper dir.
 fn mountpoint(store: &Store, c: &ContainerRecord) -> Result<(PathBuf, Option<RootfsSource>)> {
-    let launch = crate::launch::load(c)?;
+    let launch = crate::launch::load(store, c)?;
     Ok(match launch.rootfs {
         RootfsSource::Directory(dir) => (dir, None),
         overlay => (store.paths.container_dir(&c.id).join("merged"), Some(overlay)),

@@ -57,7 +57,7 @@ fn status(c: &ContainerRecord) -> String {
 }
 
 fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
-    let launch = crate::launch::load(c).ok();
+    let launch = crate::launch::summary(c).ok();
     let command: Vec<String> = launch.as_ref().map(|l| l.command.clone()).unwrap_or_default();
     let image = launch.as_ref().map(|l| l.image.clone()).unwrap_or_default();
     let id = if no_trunc {
@@ -112,7 +112,7 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
                 || c.image_id.as_deref().is_some_and(|i| i.starts_with(value))
         }
         "label" => {
-            let labels = crate::launch::load(c).map(|l| l.labels).unwrap_or_default();
+            let labels = crate::launch::summary(c).map(|l| l.labels).unwrap_or_default();
             match value.split_once('=') {
                 Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
                 None => labels.contains_key(value),

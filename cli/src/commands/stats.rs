@@ -140,7 +140,7 @@ fn sample(engine: &Engine, args: &StatsArgs) -> Result<Vec<Stat>> {
         };
         let (procs_list, net) = match (c.state, c.pid) {
             (ContainerState::Running, Some(pid)) => {
-                let launch = crate::launch::load(&c)?;
+                let launch = crate::launch::load(store, &c)?;
                 let (u, g) = procs::nested_maps(&launch.spec);
                 (procs::list(pid, &u, &g), net_io(pid))
             }

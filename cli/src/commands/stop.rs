@@ -87,7 +87,7 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
     if c.state != ContainerState::Running {
         return Ok(());
     }
-    let launch = launch::load(c)?;
+    let launch = launch::summary(c)?;
     let timeout = timeout.unwrap_or(launch.stop_timeout);
     store.set_stop_requested(&c.id, true)?;
     let pid = c.pid.context("a running container without a pid")?;
