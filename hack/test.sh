@@ -8,6 +8,10 @@
 # Usage: sudo hack/test.sh
 #   BURROW_TEST_FILTER=NAME   run only the e2e tests whose name contains NAME (build steps still run)
 #   E2E_TIMEOUT=SECONDS       limit of each e2e pass (default 1800): a hung suite fails instead of eating CI
+#   BURROW_TEST_QUICK=1       developer loop on a machine already set up by a full run: only build and the
+#                             e2e suite; no packages, fmt, clippy or unit tests, an already running systemd
+#                             user manager is used, and the test users' processes are not killed at the end
+#                             (several checkouts may run their suites at once).
 # Idempotent; safe to re-run. Exits non-zero if any step or test fails.
 set -euo pipefail
 umask 022
@@ -21,6 +25,7 @@ source "$ROOT/hack/lib/systemd-user.sh"
 TEST_PACKAGES=(uidmap busybox-static libseccomp-dev pkg-config util-linux bsdutils procps iproute2 fuse3 jq
   skopeo docker-registry systemd dbus-user-session time hyperfine openssl gcc)
 FILTER=${BURROW_TEST_FILTER:-}
+QUICK=${BURROW_TEST_QUICK:-0}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
 # The scripts build into the workspace's own target/ (the users run the binaries from there).
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
@@ -39,7 +44,7 @@ teardown() {
   local d
   # Cleanup reports problems but never fails the run: the tests' verdict is what counts.
   systemd_user_stop || log "could not stop the systemd user manager"
-  if ((TESTS_STARTED)); then
+  if ((TESTS_STARTED && !QUICK)); then
     kill_user_processes "$BURROW_TEST_USER" || true
     kill_user_processes "$BURROW_NORANGE_USER" || true
   fi
@@ -84,6 +89,7 @@ step_build() {
   cd "$ROOT"
   log "== cargo build"
   cargo build --workspace --locked
+  if ((QUICK)); then return 0; fi
   log "== cargo fmt --check"
   local color=()
   [[ -t 1 ]] || color=(--color never) # rustfmt colours its diff even into a file
@@ -178,9 +184,14 @@ summary() {
 main() {
   require_root
   LOG_DIR=$(mktemp -d /tmp/burrow-test-logs.XXXXXX)
-  step_packages
-  step_users_and_devices
-  step_systemd
+  if ((QUICK)); then
+    ensure_cargo
+    if [[ $(_systemd_user_state "$BURROW_TEST_USER") =~ ^(running|degraded)$ ]]; then BURROW_TEST_SYSTEMD=1; fi
+  else
+    step_packages
+    step_users_and_devices
+    step_systemd
+  fi
   step_build
   step_build_e2e
   local rc=0
