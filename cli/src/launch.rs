@@ -336,7 +336,7 @@ pub fn start(
         tap: launch
             .network
             .as_ref()
-            .map(|n| crate::commands::netstack::tap_config(&n.slirp)),
+            .map(|n| crate::commands::netstack::tap_config(&n.slirp, true)),
         before_exec: Some(&before_exec),
     });
     match launched {

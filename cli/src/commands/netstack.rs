@@ -68,8 +68,9 @@ pub struct NetstackArgs {
     config: Option<String>,
 }
 
-/// The tap configuration for a slirp4netns network.
-pub fn tap_config(slirp: &SlirpConfig) -> TapConfig {
+/// The tap configuration for a slirp4netns network; `persist` when the network namespace dies
+/// with the container (see `TapConfig::persist`).
+pub fn tap_config(slirp: &SlirpConfig, persist: bool) -> TapConfig {
     TapConfig {
         mtu: slirp.mtu,
         mac: slirp.container_mac().0,
@@ -81,6 +82,7 @@ pub fn tap_config(slirp: &SlirpConfig) -> TapConfig {
             prefix_len: slirp.prefix_len6(),
             gateway: slirp.gateway6(),
         }),
+        persist,
     }
 }
 
@@ -164,7 +166,7 @@ fn setup(args: &NetstackArgs) -> anyhow::Result<(Stack, Option<OwnedFd>, Option<
     let config: StackConfig = serde_json::from_str(&text).context("parsing the network configuration")?;
     let tap = match (args.tap_fd, args.netns_pid) {
         (Some(fd), _) => inherited(fd, "--tap-fd")?,
-        (None, Some(pid)) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp))?,
+        (None, Some(pid)) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp, false))?,
         (None, None) => bail!("--tap-fd or --netns-pid is required"),
     };
     Ok((Stack::new(tap, &config)?, exit_fd, pid_fd))
