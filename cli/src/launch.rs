@@ -51,6 +51,18 @@ pub struct Launch {
     pub labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub log: LogOptions,
+    /// `--network ns:PATH` or `container:NAME`: the network namespace to join.
+    #[serde(default)]
+    pub join_network: Option<JoinNetwork>,
+}
+
+/// Another network namespace a container joins instead of getting its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinNetwork {
+    /// `ns:PATH`: a namespace file, such as `/proc/PID/ns/net` or a bind mount of one.
+    Path(PathBuf),
+    /// `container:NAME`: the namespace of that container (by id), while it runs.
+    Container(String),
 }
 
 /// `--log-driver` and `--log-opt`.
@@ -183,8 +195,12 @@ pub fn etc_files(bundle: &Path) -> Vec<(PathBuf, &'static str)> {
     ]
 }
 
-fn network_of(spec: &Spec) -> NetworkMode {
-    let private = spec
+fn network_of(launch: &Launch) -> NetworkMode {
+    if launch.join_network.is_some() {
+        return NetworkMode::Joined;
+    }
+    let private = launch
+        .spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
@@ -196,13 +212,43 @@ fn network_of(spec: &Spec) -> NetworkMode {
     }
 }
 
+/// The container `id` joins, running: its first process' pid.
+fn joined_container_pid(store: &Store, id: &str) -> anyhow::Result<i32> {
+    let mut other = store
+        .container(id)
+        .with_context(|| format!("joining the network namespace of container {id}"))?;
+    store.refresh_state(&mut other)?;
+    match (other.state, other.pid) {
+        (burrow_storage::ContainerState::Running, Some(pid)) => Ok(pid),
+        _ => bail!(
+            "cannot join the network namespace of container {}: it is not running",
+            other.name
+        ),
+    }
+}
+
+/// The spec the container starts with: with `--network ns:PATH` or `container:NAME`, the
+/// namespace to join, found now (the other container's process changes when it restarts).
+fn spec_to_start(store: &Store, launch: &Launch) -> anyhow::Result<Spec> {
+    let mut spec = launch.spec.clone();
+    let path = match &launch.join_network {
+        None => return Ok(spec),
+        Some(JoinNetwork::Path(path)) => path.clone(),
+        Some(JoinNetwork::Container(id)) => {
+            PathBuf::from(format!("/proc/{}/ns/net", joined_container_pid(store, id)?))
+        }
+    };
+    burrow_userns::spec::join_namespace(&mut spec, LinuxNamespaceType::Network, &path);
+    Ok(spec)
+}
+
 /// Writes the bundle: config.json, the generated /etc files, the root's mount point. Done
 /// at every start, since the run root does not survive a reboot.
-fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> anyhow::Result<()> {
+fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch, spec: &Spec) -> anyhow::Result<()> {
     let bundle = store.container_dirs(&record.id).bundle;
     fs::create_dir_all(bundle.join("rootfs")).context("creating the rootfs mount point")?;
     let hostname = launch.spec.hostname().clone().unwrap_or_default();
-    let network = network_of(&launch.spec);
+    let network = network_of(launch);
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost localhost.localdomain localhost4 localhost4.localdomain4\n\
          ::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n",
@@ -273,6 +319,17 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> any
         record.id,
         launch.image
     );
+    // As Podman: a container in another's network namespace uses its hosts and resolv.conf.
+    let (hosts, resolv) = match &launch.join_network {
+        Some(JoinNetwork::Container(id)) => {
+            let other = store.container_dirs(id).bundle;
+            (
+                fs::read_to_string(other.join("hosts")).unwrap_or(hosts),
+                fs::read_to_string(other.join("resolv.conf")).unwrap_or(resolv),
+            )
+        }
+        _ => (hosts, resolv),
+    };
     let files = etc_files(&bundle);
     for ((path, _), text) in files
         .iter()
@@ -280,9 +337,7 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch) -> any
     {
         fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    launch
-        .spec
-        .save(bundle.join("config.json"))
+    spec.save(bundle.join("config.json"))
         .context("writing config.json")?;
     Ok(())
 }
@@ -305,8 +360,9 @@ pub fn start(
     keep_stdin: bool,
     monitor_pid: Option<i32>,
 ) -> anyhow::Result<Started> {
-    write_bundle(store, record, launch)?;
-    let program = match launch.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    let spec = spec_to_start(store, launch)?;
+    write_bundle(store, record, launch, &spec)?;
+    let program = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(seccomp::compile_cached(
             s,
             &store.paths.cache_dir().join("seccomp"),
@@ -327,7 +383,7 @@ pub fn start(
             .map_err(|e| e.to_string())
     };
     let launched = process::launch(&LaunchOptions {
-        spec: &launch.spec,
+        spec: &spec,
         rootfs_source: &launch.rootfs,
         seccomp: program.as_ref(),
         init: launch.init,

@@ -22,6 +22,7 @@ pub mod seccomp;
 pub mod spec;
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 pub use process::ChildFailure;
 
@@ -60,6 +61,8 @@ pub enum RuntimeError {
     Rootfs(SetupError),
     #[error("waiting for the container: {}", .0.desc())]
     Wait(nix::Error),
+    #[error("joining the namespace {path}: {}", .errno.desc())]
+    JoinNamespace { path: PathBuf, errno: nix::Error },
 }
 
 impl RuntimeError {

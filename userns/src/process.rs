@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
@@ -102,27 +103,83 @@ pub fn forwarded_signals() -> SigSet {
     set
 }
 
-fn namespace_flags(spec: &Spec) -> libc::c_int {
-    let mut flags = 0;
-    for ns in spec
-        .linux()
+fn clone_flag(typ: LinuxNamespaceType) -> libc::c_int {
+    match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => 0,
+    }
+}
+
+fn spec_namespaces(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::LinuxNamespace> {
+    spec.linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .into_iter()
         .flatten()
-    {
-        flags |= match ns.typ() {
-            LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
-            LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
-            LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
-            LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
-            LinuxNamespaceType::Network => libc::CLONE_NEWNET,
-            LinuxNamespaceType::User => libc::CLONE_NEWUSER,
-            LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
-            LinuxNamespaceType::Time => 0,
-        };
+}
+
+/// The namespaces the container gets new (entries without a path).
+fn namespace_flags(spec: &Spec) -> libc::c_int {
+    spec_namespaces(spec)
+        .filter(|ns| ns.path().is_none())
+        .fold(0, |flags, ns| flags | clone_flag(ns.typ()))
+}
+
+/// Joins the namespaces the spec names by path (`--network ns:PATH`, `container:NAME`) for the
+/// clone's sake, and goes back to our own when dropped. The clone inherits them, so the child
+/// needs no capability over them, not even in a nested user namespace. Mount and user
+/// namespaces cannot be joined this way (they would change this process' view for good).
+struct JoinedForClone {
+    restore: Vec<(File, CloneFlags)>,
+}
+
+impl JoinedForClone {
+    fn enter(spec: &Spec) -> Result<JoinedForClone, RuntimeError> {
+        let mut joined = JoinedForClone { restore: vec![] };
+        for ns in spec_namespaces(spec) {
+            let Some(path) = ns.path() else { continue };
+            let flag = CloneFlags::from_bits_truncate(clone_flag(ns.typ()));
+            let join_error = |errno| RuntimeError::JoinNamespace {
+                path: path.clone(),
+                errno,
+            };
+            if matches!(ns.typ(), LinuxNamespaceType::Mount | LinuxNamespaceType::User) || flag.is_empty() {
+                return Err(join_error(Errno::EINVAL));
+            }
+            let target = File::open(path).map_err(|e| join_error(io_errno(&e)))?;
+            let proc_name = match ns.typ() {
+                LinuxNamespaceType::Network => "net",
+                LinuxNamespaceType::Pid => "pid_for_children",
+                LinuxNamespaceType::Uts => "uts",
+                LinuxNamespaceType::Ipc => "ipc",
+                _ => "cgroup",
+            };
+            let own =
+                File::open(format!("/proc/self/ns/{proc_name}")).map_err(|e| join_error(io_errno(&e)))?;
+            nix::sched::setns(&target, flag).map_err(join_error)?;
+            joined.restore.push((own, flag));
+        }
+        Ok(joined)
     }
-    flags
+}
+
+impl Drop for JoinedForClone {
+    fn drop(&mut self) {
+        for (own, flag) in self.restore.drain(..).rev() {
+            // Going back where we were cannot fail: we were there, with the same credentials.
+            let _ = nix::sched::setns(&own, flag);
+        }
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn maps_of(spec: &Spec) -> Option<(Vec<IdMapping>, Vec<IdMapping>)> {
@@ -199,6 +256,7 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         None
     };
 
+    let joined = JoinedForClone::enter(spec)?;
     // A fork-like clone (no new stack: the child continues on a copy of ours), so the child
     // is PID 1 of its new pid namespace without an intermediate process.
     // SAFETY: the caller is single-threaded; the child never returns from child_main.
@@ -212,8 +270,12 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
             0usize,
         )
     };
+    let clone_errno = Errno::last();
+    if ret != 0 {
+        drop(joined);
+    }
     if ret < 0 {
-        return Err(RuntimeError::Clone(Errno::last()));
+        return Err(RuntimeError::Clone(clone_errno));
     }
     if ret == 0 {
         // Child: close the parent's ends right away so EOFs mean what they say.

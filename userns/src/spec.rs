@@ -44,6 +44,9 @@ pub enum NetworkMode {
     Host,
     /// A new network namespace of the container's own.
     Private,
+    /// Another one (`--network ns:PATH`, `container:NAME`): [`join_namespace`] names it when the
+    /// container starts.
+    Joined,
 }
 
 /// Everything the spec is made from; the CLI fills it from the image and the flags.
@@ -119,10 +122,16 @@ fn default_mounts(opts: &SpecOptions) -> Vec<Mount> {
             &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         ),
     ];
-    mounts.push(match opts.network {
-        // sysfs may only be mounted by the owner of the network namespace.
-        NetworkMode::Private => mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        NetworkMode::Host => mount(
+    // sysfs may only be mounted by the owner of the network namespace (a joined one belongs to
+    // burrow's user namespace, where a nested one has no say).
+    let owns_netns = match opts.network {
+        NetworkMode::Private => true,
+        NetworkMode::Joined => opts.nested_uid_map.is_none(),
+        NetworkMode::Host => false,
+    };
+    mounts.push(match owns_netns {
+        true => mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        false => mount(
             "/sys",
             "bind",
             "/sys",
@@ -141,6 +150,29 @@ fn default_mounts(opts: &SpecOptions) -> Vec<Mount> {
         );
     }
     mounts
+}
+
+/// Makes the container join the namespace at `path` (for example `/proc/PID/ns/net`) instead of
+/// getting a new one of that type.
+pub fn join_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: &Path) {
+    let Some(linux) = spec.linux_mut().as_mut() else {
+        return;
+    };
+    let mut namespaces: Vec<oci_spec::runtime::LinuxNamespace> = linux
+        .namespaces()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|ns| ns.typ() != typ)
+        .collect();
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(typ)
+            .path(path.to_path_buf())
+            .build()
+            .expect("namespace type is set"),
+    );
+    linux.set_namespaces(Some(namespaces));
 }
 
 /// Builds the spec for a container whose root filesystem will be mounted at `rootfs`.

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Engine;
 use crate::exit::ExitError;
-use crate::launch::{Launch, RestartPolicy};
+use crate::launch::{JoinNetwork, Launch, RestartPolicy};
 use crate::userspec;
 use crate::GlobalOptions;
 
@@ -80,7 +80,7 @@ pub struct CreateArgs {
     /// Make the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub(crate) read_only: bool,
-    /// Network mode: slirp4netns[:OPTIONS] (default; burrow's own userspace stack, also as `burrow`), none, host
+    /// Network mode: slirp4netns[:OPTIONS] (default; burrow's own userspace stack, also as `burrow`), none, host, ns:PATH (join that network namespace), container:NAME (join that container's)
     #[arg(long = "network", visible_alias = "net", value_name = "MODE")]
     pub(crate) network: Option<String>,
     /// Publish a container's port, or a range of ports, to the host
@@ -355,18 +355,39 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             );
         }
     }
-    let (network, slirp) = match args.network.as_deref() {
+    let (network, slirp, join_network) = match args.network.as_deref() {
         None | Some("slirp4netns") | Some("burrow") | Some("private") => {
-            (NetworkMode::Private, Some(SlirpConfig::default()))
+            (NetworkMode::Private, Some(SlirpConfig::default()), None)
         }
         Some(mode) if mode.starts_with("slirp4netns:") || mode.starts_with("burrow:") => {
             let options = mode.split_once(':').map(|(_, o)| o).unwrap_or_default();
-            (NetworkMode::Private, Some(SlirpConfig::parse_options(options)?))
+            (
+                NetworkMode::Private,
+                Some(SlirpConfig::parse_options(options)?),
+                None,
+            )
         }
-        Some("none") => (NetworkMode::Private, None),
-        Some("host") => (NetworkMode::Host, None),
+        Some("none") => (NetworkMode::Private, None, None),
+        Some("host") => (NetworkMode::Host, None, None),
+        Some(mode) if mode.starts_with("ns:") => {
+            let path = PathBuf::from(&mode[3..]);
+            if !path.is_absolute() {
+                bail!("invalid --network {mode:?}: the namespace path must be absolute");
+            }
+            if !path.exists() {
+                bail!("invalid --network {mode:?}: {} does not exist", path.display());
+            }
+            (NetworkMode::Joined, None, Some(JoinNetwork::Path(path)))
+        }
+        Some(mode) if mode.starts_with("container:") => {
+            let other = engine
+                .store
+                .container(&mode["container:".len()..])
+                .with_context(|| format!("invalid --network {mode:?}"))?;
+            (NetworkMode::Joined, None, Some(JoinNetwork::Container(other.id)))
+        }
         Some(other) => {
-            bail!("network mode {other:?} is not supported by this burrow: use slirp4netns[:OPTIONS], none or host")
+            bail!("network mode {other:?} is not supported by this burrow: use slirp4netns[:OPTIONS], none, host, ns:PATH or container:NAME")
         }
     };
     for host in &args.add_host {
@@ -481,6 +502,12 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             port_forwards,
             ..StackConfig::default()
         }),
+        None if !port_forwards.is_empty() && join_network.is_some() => {
+            bail!(
+                "cannot set port bindings on an existing network namespace (--network {})",
+                args.network.as_deref().unwrap_or_default()
+            )
+        }
         None if !port_forwards.is_empty() => {
             bail!(
                 "publishing ports needs the slirp4netns network (burrow's own stack), not --network {}",
@@ -612,6 +639,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             add_hosts: args.add_host.clone(),
             labels: labels.clone(),
             log: log.clone(),
+            join_network: join_network.clone(),
         };
         crate::launch::save(store, &record.id, &launch)?;
         if let Some(p) = &args.cidfile {

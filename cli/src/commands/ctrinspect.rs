@@ -271,15 +271,20 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
         format!("{}:{}", user.uid(), user.gid())
     };
     let bundle_file = |f: &str| dirs.bundle.join(f).display().to_string();
-    let network_mode = if !has_namespace(&l, LinuxNamespaceType::Network) {
-        "host"
+    let network_mode = if let Some(join) = &l.join_network {
+        match join {
+            crate::launch::JoinNetwork::Path(p) => format!("ns:{}", p.display()),
+            crate::launch::JoinNetwork::Container(id) => format!("container:{id}"),
+        }
+    } else if !has_namespace(&l, LinuxNamespaceType::Network) {
+        "host".to_string()
     } else if serde_json::from_str::<Value>(&c.config)
         .ok()
         .is_some_and(|v| v.get("network").is_some_and(|n| !n.is_null()))
     {
-        "slirp4netns"
+        "slirp4netns".to_string()
     } else {
-        "none"
+        "none".to_string()
     };
     let (policy, retries) = match l.restart {
         RestartPolicy::No => ("", 0),
@@ -375,7 +380,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
                 name: policy.into(),
                 maximum_retry_count: retries,
             },
-            network_mode: network_mode.into(),
+            network_mode,
             port_bindings: ports,
             readonly_rootfs: l.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             log_config: json!({
