@@ -24,10 +24,18 @@ pub struct StackConfig {
     pub dns_port: u16,
     #[serde(default)]
     pub port_forwards: Vec<PortForward>,
+    /// TCP flows beyond this are refused (RST): one container's flood of connections costs its
+    /// own stack a bounded number of host sockets and no more. Lower only in tests.
+    #[serde(default = "default_max_tcp_flows")]
+    pub max_tcp_flows: usize,
 }
 
 fn default_dns_port() -> u16 {
     53
+}
+
+fn default_max_tcp_flows() -> usize {
+    crate::tcp::MAX_FLOWS
 }
 
 impl Default for StackConfig {
@@ -37,6 +45,7 @@ impl Default for StackConfig {
             dns_servers: dns::host_nameservers(),
             dns_port: 53,
             port_forwards: Vec::new(),
+            max_tcp_flows: default_max_tcp_flows(),
         }
     }
 }

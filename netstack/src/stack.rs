@@ -178,7 +178,7 @@ impl Stack {
                 container_mac: Some(container_mac),
                 ident: random_seed() as u16,
             },
-            tcp: TcpRelay::default(),
+            tcp: TcpRelay::new(config.max_tcp_flows),
             udp: UdpRelay::default(),
             echo: EchoRelay::default(),
             forwards,

@@ -30,7 +30,8 @@ use crate::stack::{Ctx, Kind};
 /// Receive and transmit buffer of each smoltcp socket. Allocated zeroed, so untouched pages
 /// cost nothing; the receive size sets the window scale.
 pub const BUFFER_SIZE: usize = 4 << 20;
-/// Flows beyond this are refused (RST), so a container cannot exhaust the stack's memory or fds.
+/// Flows beyond this are refused (RST), so a container cannot exhaust the stack's memory or fds
+/// (the default of `StackConfig::max_tcp_flows`).
 pub const MAX_FLOWS: usize = 16384;
 /// How long the container has to answer a published port's connection.
 const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -68,8 +69,8 @@ enum Verdict {
     },
 }
 
-#[derive(Default)]
 pub struct TcpRelay {
+    max_flows: usize,
     flows: Slab<Flow>,
     tuples: HashMap<Tuple, usize>,
     /// Sockets whose host side is gone, kept until their last segment is out.
@@ -116,6 +117,15 @@ fn connect_result(s: &TcpStream) -> Option<io::Result<()>> {
 }
 
 impl TcpRelay {
+    pub fn new(max_flows: usize) -> TcpRelay {
+        TcpRelay {
+            max_flows,
+            flows: Slab::default(),
+            tuples: HashMap::new(),
+            dying: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.flows.len()
     }
@@ -136,7 +146,7 @@ impl TcpRelay {
         let Some(target) = ctx.nat.outbound(dst) else {
             return;
         };
-        if self.flows.len() >= MAX_FLOWS {
+        if self.flows.len() >= self.max_flows {
             return;
         }
         let Ok(mut host) = TcpStream::connect(target) else {
@@ -186,7 +196,7 @@ impl TcpRelay {
         client: SocketAddr,
         container_port: u16,
     ) {
-        if self.flows.len() >= MAX_FLOWS {
+        if self.flows.len() >= self.max_flows {
             reset(&host);
             return;
         }

@@ -232,6 +232,7 @@ fn config(allow_host_loopback: bool) -> StackConfig {
         dns_servers: vec!["127.0.0.1".parse().unwrap()],
         dns_port: 53,
         port_forwards: vec![],
+        max_tcp_flows: crate::tcp::MAX_FLOWS,
     }
 }
 
@@ -404,4 +405,29 @@ fn published_port_errors_name_the_cause() {
         .to_string();
     assert!(err.ends_with("bind: address already in use"), "{err}");
     drop(taken);
+}
+
+#[test]
+fn a_syn_flood_is_capped_at_max_tcp_flows() {
+    // A host listener that never accepts: every flow the flood opens stays, holding a socket.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from((GATEWAY, listener.local_addr().unwrap().port()));
+    const CAP: usize = 20;
+    let (link, _) = Link::start(StackConfig {
+        max_tcp_flows: CAP,
+        ..config(true)
+    });
+    for port in 0..(2 * CAP as u16) {
+        link.send(&link.tcp(dst, 30000 + port, TcpControl::Syn, 100, None));
+    }
+    // Each SYN gets an answer: SYN-ACK for the first CAP, RST for the rest.
+    let (mut accepted, mut refused) = (0, 0);
+    while accepted + refused < 2 * CAP {
+        match link.expect(tcp_segment) {
+            (_, _, TcpControl::Syn, _) => accepted += 1,
+            (_, _, TcpControl::Rst, _) => refused += 1,
+            other => panic!("unexpected segment {other:?}"),
+        }
+    }
+    assert_eq!((accepted, refused), (CAP, CAP));
 }

@@ -106,6 +106,11 @@ impl Netns {
 
     /// Starts a server helper and waits for it to report `listening`.
     fn start_server(&self, task: &str) -> Server {
+        self.start_task(task, "listening")
+    }
+
+    /// Starts a helper that keeps running, and waits for it to report `ready_line`.
+    fn start_task(&self, task: &str, ready_line: &str) -> Server {
         let mut child = self
             .helper(task)
             .stdout(Stdio::piped())
@@ -115,8 +120,8 @@ impl Netns {
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         thread::spawn(move || forward_lines(stdout, tx));
-        let line = rx.recv_timeout(WAIT).expect("the server helper did not start");
-        assert_eq!(line, "listening");
+        let line = rx.recv_timeout(WAIT).expect("the helper did not start");
+        assert_eq!(line, ready_line);
         Server { child, lines: rx }
     }
 
@@ -697,7 +702,7 @@ fn netstack_reports_ports_it_cannot_bind() {
 
 #[test]
 fn netstack_carries_data_both_ways_intact() {
-    const SIZE: u64 = 64 << 20;
+    const SIZE: u64 = 1 << 30;
     // Host → container: a host server sends SIZE bytes of a known pattern to the client inside.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -805,6 +810,62 @@ fn netstack_carries_resets_both_ways() {
     );
 }
 
+#[test]
+fn netstack_syn_flood_does_not_starve_another_containers_stack() {
+    const CAP: usize = 200;
+    // A host port whose backlog fills at once and that never accepts: past it, the flood's
+    // host connects hang, so every flow the flood opens stays open.
+    let black_hole = black_hole_listener();
+    let hole_port = black_hole.local_addr().unwrap().port();
+    let (echo_port, _) = tcp_echo_server();
+
+    let flooder = Netns::new();
+    let extra = format!(r#","max_tcp_flows":{CAP}"#);
+    let flood_stack = start_stack(None, &flooder, &config(true, &extra), &[]);
+    flood_stack.assert_ready();
+    let _flood = flooder.start_task(&format!("tcp-flood 10.0.2.2:{hole_port} {}", 5 * CAP), "flooding");
+
+    // Meanwhile another container's stack carries its connections as usual.
+    let other = Netns::new();
+    let other_stack = start_stack(None, &other, &config(true, ""), &[]);
+    other_stack.assert_ready();
+    for i in 0..20 {
+        let lines = other.run_helper(&format!("tcp-client 10.0.2.2:{echo_port} ping{i}"));
+        assert_eq!(lines, vec![format!("reply ping{i}")], "{}", other_stack.log());
+    }
+
+    // The flooded container's own connections are refused at once (the stack is at its cap:
+    // its tap queue is in order, so the flood's SYNs came first), not left hanging.
+    let lines = flooder.run_helper(&format!("tcp-client 10.0.2.2:{echo_port} late"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("refused"), "{lines:?}");
+    // And the flood costs its stack a bounded number of host sockets, no more.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", flood_stack.child.id()))
+        .unwrap()
+        .count();
+    assert!(fds <= CAP + 32, "the flooded stack holds {fds} fds (cap {CAP})");
+}
+
+/// A listener with the smallest backlog that never accepts.
+fn black_hole_listener() -> TcpListener {
+    // SAFETY: socket/bind/listen on a fresh socket with a valid sockaddr; checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let addr = sockaddr_in("127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            libc::bind(
+                fd,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32
+            ),
+            0
+        );
+        assert_eq!(libc::listen(fd, 0), 0);
+        TcpListener::from_raw_fd(fd)
+    }
+}
+
 fn set_linger_zero(s: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
@@ -906,6 +967,40 @@ fn netns_helper() {
             drop(s);
             say("reset sent".into());
         }
+        ["tcp-flood", addr, count] => {
+            // As many connects as asked, none completed by us; the sockets stay open until the
+            // helper is killed.
+            let addr: SocketAddr = addr.parse().unwrap();
+            let count: usize = count.parse().unwrap();
+            raise_fd_limit();
+            let mut sockets = Vec::with_capacity(count);
+            for _ in 0..count {
+                // SAFETY: a fresh non-blocking socket, connected with a valid sockaddr.
+                let fd = unsafe {
+                    libc::socket(
+                        libc::AF_INET,
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                        0,
+                    )
+                };
+                assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+                let sa = sockaddr_in(addr);
+                // SAFETY: as above; EINPROGRESS is the expected answer.
+                unsafe {
+                    libc::connect(
+                        fd,
+                        (&sa as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as u32,
+                    )
+                };
+                // SAFETY: fd was just created and is owned here.
+                sockets.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            say("flooding".into());
+            loop {
+                thread::sleep(Duration::from_secs(3600));
+            }
+        }
         ["tcp-echo-server", port] => {
             let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
             say("listening".into());
@@ -989,6 +1084,19 @@ fn netns_helper() {
             say(format!("received {got} intact"));
         }
         _ => panic!("unknown helper task {task:?}"),
+    }
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit structure.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
 }
 
