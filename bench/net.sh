@@ -4,6 +4,9 @@
 # published port) and pasta (when installed), driving the same kind of namespace. Also the CPU
 # seconds the stack process spends per GB moved. A measurement, not a test: it prints numbers.
 #
+# Plus a request/response rate (sockperf ping-pong, one 64-byte message each way per transaction),
+# container -> host, in thousands of transactions per second, with the stack's CPU µs per transaction.
+#
 # Usage: sudo bench/net.sh       RUNS=3 (median of), T=5 (seconds per iperf3 run), BENCH_USER=burrowtest,
 #                                BURROW=path (skip the release build), ENGINES="burrow slirp4netns pasta"
 # Directions: ctr->host (iperf3 -c 10.0.2.2 inside, server on host 127.0.0.1, allow_host_loopback),
@@ -20,7 +23,7 @@ RUNS=${RUNS:-3}
 T=${T:-5}
 BENCH_USER=${BENCH_USER:-$BURROW_TEST_USER}
 ENGINES=${ENGINES:-burrow slirp4netns pasta}
-BENCH_PACKAGES=(uidmap util-linux iperf3 slirp4netns passt socat jq)
+BENCH_PACKAGES=(uidmap util-linux iperf3 sockperf slirp4netns passt socat jq)
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
 WORK=""
 
@@ -39,7 +42,7 @@ log() { printf "[%s] %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
 # Whatever this shell started (namespaces, stacks, servers) goes with it.
 trap "kill \$(jobs -p) 2>/dev/null || true" EXIT
 TCK=$(getconf CLK_TCK)
-SPORT=15201 HPORT=15202
+SPORT=15201 HPORT=15202 RRPORT=15203
 median() { sort -g | awk "{ a[NR] = \$1 } END { if (NR == 0) print \"-\"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }"; }
 cpu_ticks() { if [[ -n ${1:-} && -r /proc/$1/stat ]]; then awk "{ print \$14 + \$15 }" "/proc/$1/stat"; else echo 0; fi; }
 
@@ -112,6 +115,34 @@ row() {
   printf "%s\t%s\t%s\t%s\t%s\n" "$engine" "$dir" "$med" "${all# }" "$cpu"
 }
 
+# rr_row ENGINE STACK_PID CMD...: RUNS sockperf ping-pong runs (CMD is the client); prints the
+# result line: thousands of transactions/s, and CPU microseconds of the stack per transaction.
+rr_row() {
+  local engine=$1 pid=$2 i before after out secs n all="" ticks=0 total=0
+  shift 2
+  for ((i = 0; i < RUNS; i++)); do
+    before=$(cpu_ticks "$pid")
+    out=$("$@" 2>&1 || true)
+    after=$(cpu_ticks "$pid")
+    secs=$(sed -nE "s/.*RunTime=([0-9.]+) sec.*/\1/p" <<<"$out" | head -n 1)
+    n=$(sed -nE "s/.*ReceivedMessages=([0-9]+).*/\1/p" <<<"$out" | head -n 1)
+    [[ -n $secs && -n $n && $n -gt 0 ]] || continue
+    all+=" $(awk -v n="$n" -v s="$secs" "BEGIN { printf \"%.1f\", n / s / 1000 }")"
+    ticks=$((ticks + after - before))
+    total=$((total + n))
+  done
+  if [[ -z $all ]]; then
+    printf "%s\t%s\tFAILED\t\t\n" "$engine" "rr k/s"
+    return
+  fi
+  local med cpu="-"
+  med=$(tr " " "\n" <<<"$all" | grep . | median)
+  if [[ -n $pid && $total -gt 0 ]]; then
+    cpu=$(awk -v t="$ticks" -v hz="$TCK" -v n="$total" "BEGIN { printf \"%.1fus\", t / hz / n * 1e6 }")
+  fi
+  printf "%s\t%s\t%s\t%s\t%s\n" "$engine" "rr k/s" "$med" "${all# }" "$cpu"
+}
+
 for engine in $ENGINES; do
   case $engine in
   burrow | slirp4netns)
@@ -123,6 +154,11 @@ for engine in $ENGINES; do
     sleep 0.2
     row "$engine" "ctr->host" "$STACK" in_ns iperf3 -c 10.0.2.2 -p $SPORT -t "$T"
     row "$engine" "host->ctr" "$STACK" in_ns iperf3 -c 10.0.2.2 -p $SPORT -t "$T" -R
+    kill $SERVER
+    sockperf sr --tcp -i 127.0.0.1 -p $RRPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    rr_row "$engine" "$STACK" in_ns sockperf pp --tcp -i 10.0.2.2 -p $RRPORT -t "$T"
     kill $SERVER
     in_ns iperf3 -s -p $SPORT >/dev/null 2>&1 &
     SERVER=$!
@@ -141,6 +177,11 @@ for engine in $ENGINES; do
     row pasta "ctr->host" "" pasta --config-net -T $SPORT -- iperf3 -c 127.0.0.1 -p $SPORT -t "$T"
     row pasta "host->ctr" "" pasta --config-net -T $SPORT -- iperf3 -c 127.0.0.1 -p $SPORT -t "$T" -R
     kill $SERVER
+    sockperf sr --tcp -i 127.0.0.1 -p $RRPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    rr_row pasta "" pasta --config-net -T $RRPORT -- sockperf pp --tcp -i 127.0.0.1 -p $RRPORT -t "$T"
+    kill $SERVER
     wait 2>/dev/null || true
     ;;
   esac
@@ -151,6 +192,7 @@ report() {
   awk -F'\t' -v runs="$RUNS" -v t="$T" '
     BEGIN {
       printf "iperf3 TCP, Gbit/s (median of %d runs of %d s); CPU = seconds of the stack process per GB\n", runs, t
+      printf "rr k/s: sockperf TCP ping-pong ctr->host, thousands of transactions/s; CPU = stack µs per transaction\n"
       printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", "engine", "direction", "median", "runs", "CPU s/GB"
       printf "|--------------|------------|---------|----------------------|----------|\n"
     }
