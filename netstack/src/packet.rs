@@ -451,6 +451,54 @@ pub fn write_echo_reply(
     }
 }
 
+/// Writes an ICMP "port unreachable" from `peer` to `container` about a UDP datagram the
+/// container sent from `container` to `peer` (`udp_len` bytes, UDP header included), quoting its
+/// IP and UDP headers as the container's kernel needs to find the socket; returns the frame
+/// length. `buf` must hold [`PORT_UNREACHABLE_LEN`] bytes of the family.
+pub fn write_port_unreachable(
+    buf: &mut [u8],
+    macs: Macs,
+    container: SocketAddr,
+    peer: SocketAddr,
+    udp_len: usize,
+    ident: u16,
+) -> usize {
+    // type, code, checksum, 4 unused bytes; then the quoted headers.
+    const ICMP_HEADER_LEN: usize = 8;
+    match (container.ip(), peer.ip()) {
+        (IpAddr::V4(c), IpAddr::V4(p)) => {
+            let message_len = ICMP_HEADER_LEN + IPV4_HEADER + UDP_HEADER;
+            write_eth(buf, macs, ETHERTYPE_IPV4);
+            write_ipv4(&mut buf[ETH_HEADER..], p, c, PROTO_ICMP, message_len, ident);
+            let icmp = &mut buf[ETH_HEADER + IPV4_HEADER..ETH_HEADER + IPV4_HEADER + message_len];
+            icmp[..ICMP_HEADER_LEN].copy_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+            let quoted = &mut icmp[ICMP_HEADER_LEN..];
+            write_ipv4(quoted, c, p, PROTO_UDP, udp_len, 0);
+            write_udp_header(&mut quoted[IPV4_HEADER..], container.port(), peer.port(), udp_len);
+            let sum = !checksum::data(icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            ETH_HEADER + IPV4_HEADER + message_len
+        }
+        (IpAddr::V6(c), IpAddr::V6(p)) => {
+            let message_len = ICMP_HEADER_LEN + IPV6_HEADER + UDP_HEADER;
+            write_eth(buf, macs, ETHERTYPE_IPV6);
+            write_ipv6(&mut buf[ETH_HEADER..], p, c, PROTO_ICMPV6, message_len);
+            let icmp = &mut buf[ETH_HEADER + IPV6_HEADER..ETH_HEADER + IPV6_HEADER + message_len];
+            icmp[..ICMP_HEADER_LEN].copy_from_slice(&[1, 4, 0, 0, 0, 0, 0, 0]);
+            let quoted = &mut icmp[ICMP_HEADER_LEN..];
+            write_ipv6(quoted, c, p, PROTO_UDP, udp_len);
+            write_udp_header(&mut quoted[IPV6_HEADER..], container.port(), peer.port(), udp_len);
+            let sum = l4_checksum_v6(p, c, PROTO_ICMPV6, icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            ETH_HEADER + IPV6_HEADER + message_len
+        }
+        _ => 0,
+    }
+}
+
+/// The largest frame [`write_port_unreachable`] writes.
+pub const PORT_UNREACHABLE_LEN: usize = ETH_HEADER + IPV6_HEADER + 8 + IPV6_HEADER + UDP_HEADER;
+
 /// An ARP reply from the container to the gateway, as if the container had answered: fed to
 /// smoltcp at start so that its neighbour cache knows the container's MAC before the first
 /// connection to a published port (smoltcp learns neighbours only from ARP).

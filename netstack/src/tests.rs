@@ -431,3 +431,35 @@ fn a_syn_flood_is_capped_at_max_tcp_flows() {
     }
     assert_eq!((accepted, refused), (CAP, CAP));
 }
+
+#[test]
+fn udp_to_a_closed_port_gets_port_unreachable() {
+    // A port just freed: the host answers the relayed datagram with ICMP port unreachable.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dst = SocketAddr::from((GATEWAY, closed));
+    let (link, _) = Link::start(config(true));
+    link.send(&link.udp(dst, 5454, b"anyone?"));
+    let (from, icmp_type, icmp_code, quoted_ports) = link.expect(|f| {
+        let eth = EthernetFrame::new_checked(f).ok()?;
+        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+        if ip.next_header() != IpProtocol::Icmp || ip.dst_addr() != CONTAINER {
+            return None;
+        }
+        let icmp = ip.payload();
+        assert_eq!(smoltcp::wire::checksum::data(icmp), !0, "bad ICMP checksum");
+        // Only the headers are quoted: the quoted packet is shorter than its total length says.
+        let quoted = Ipv4Packet::new_unchecked(&icmp[8..]);
+        assert_eq!((quoted.src_addr(), quoted.dst_addr()), (CONTAINER, GATEWAY));
+        let q = &icmp[8 + 20..];
+        let ports = (u16::from_be_bytes([q[0], q[1]]), u16::from_be_bytes([q[2], q[3]]));
+        Some((ip.src_addr(), icmp[0], icmp[1], ports))
+    });
+    assert_eq!(
+        (from, icmp_type, icmp_code, quoted_ports),
+        (GATEWAY, 3, 3, (5454, closed))
+    );
+}

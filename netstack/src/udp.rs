@@ -7,8 +7,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
 use mio::net::UdpSocket;
 use mio::Interest;
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
 use crate::packet::{self, ETH_HEADER, IPV4_HEADER, UDP_HEADER};
 use crate::slab::Slab;
@@ -66,6 +69,13 @@ impl UdpRelay {
                 let Ok(mut socket) = UdpSocket::bind(bind) else {
                     return;
                 };
+                // ICMP errors for the datagrams it sends (a closed port answers "port
+                // unreachable"), queued with their destination: passed on to the container.
+                let _ = if v6 {
+                    setsockopt(&socket, sockopt::Ipv6RecvErr, &true)
+                } else {
+                    setsockopt(&socket, sockopt::Ipv4RecvErr, &true)
+                };
                 let index = self.flows.vacant();
                 if ctx
                     .registry
@@ -111,7 +121,15 @@ impl UdpRelay {
             let (n, from) = match flow.socket.recv_from(&mut self.scratch) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    pass_on_port_unreachable(ctx, flow);
+                    continue;
+                }
+                Err(_) => {
+                    // An error queued after the last read reports no error on recv: drain it.
+                    pass_on_port_unreachable(ctx, flow);
+                    return;
+                }
             };
             flow.last_active = ctx.now;
             let visible = match flow.peers.iter().find(|(h, _)| *h == from) {
@@ -139,6 +157,60 @@ impl UdpRelay {
                 self.by_source.remove(&(flow.container, flow.v6));
             }
         }
+    }
+}
+
+/// Drains the flow's error queue; each "port unreachable" for a datagram the container sent
+/// becomes one for the container, from the address it sent to.
+fn pass_on_port_unreachable(ctx: &mut Ctx, flow: &Flow) {
+    loop {
+        let mut quoted = [0u8; 64];
+        let mut iov = [io::IoSliceMut::new(&mut quoted)];
+        let mut space = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+        let Ok(msg) = recvmsg::<SockaddrStorage>(
+            flow.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        ) else {
+            return;
+        };
+        let unreachable = msg.cmsgs().into_iter().flatten().any(|c| match c {
+            ControlMessageOwned::Ipv4RecvErr(e, _) => {
+                e.ee_origin == libc::SO_EE_ORIGIN_ICMP && e.ee_type == 3 && e.ee_code == 3
+            }
+            ControlMessageOwned::Ipv6RecvErr(e, _) => {
+                e.ee_origin == libc::SO_EE_ORIGIN_ICMP6 && e.ee_type == 1 && e.ee_code == 4
+            }
+            _ => false,
+        });
+        let host_dst = msg.address.and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                })
+        });
+        let (Some(host_dst), true) = (host_dst, unreachable) else {
+            continue;
+        };
+        let Some(&(_, visible)) = flow.peers.iter().find(|(h, _)| *h == host_dst) else {
+            continue;
+        };
+        let Some(macs) = ctx.link.macs() else {
+            return;
+        };
+        if visible.is_ipv4() != flow.container.is_ipv4() {
+            continue;
+        }
+        // The quoted UDP length: what the kernel returns is the offending datagram's payload.
+        let udp_len = UDP_HEADER + msg.bytes;
+        let ident = ctx.link.next_ident();
+        let container = flow.container;
+        ctx.device.send_with(packet::PORT_UNREACHABLE_LEN, |buf| {
+            packet::write_port_unreachable(buf, macs, container, visible, udp_len, ident)
+        });
     }
 }
 
