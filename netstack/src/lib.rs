@@ -17,6 +17,7 @@ mod icmp;
 pub mod nat;
 mod packet;
 mod portfwd;
+mod reassembly;
 mod slab;
 pub mod slirp;
 mod stack;

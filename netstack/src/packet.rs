@@ -389,6 +389,33 @@ pub fn write_udp(
     }
 }
 
+/// Writes one IPv6 fragment of a datagram (upper-layer protocol `proto`, identification
+/// `ident`): `part` is the datagram's bytes from `offset`; returns the frame length.
+#[allow(clippy::too_many_arguments)]
+pub fn write_ipv6_fragment(
+    buf: &mut [u8],
+    macs: Macs,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    ident: u32,
+    offset: usize,
+    more: bool,
+    part: &[u8],
+) -> usize {
+    const FRAGMENT_HEADER: usize = 8;
+    write_eth(buf, macs, ETHERTYPE_IPV6);
+    write_ipv6(&mut buf[ETH_HEADER..], src, dst, 44, FRAGMENT_HEADER + part.len());
+    let f = &mut buf[ETH_HEADER + IPV6_HEADER..];
+    f[0] = proto;
+    f[1] = 0;
+    let field = ((offset / 8) as u16) << 3 | u16::from(more);
+    f[2..4].copy_from_slice(&field.to_be_bytes());
+    f[4..8].copy_from_slice(&ident.to_be_bytes());
+    f[FRAGMENT_HEADER..FRAGMENT_HEADER + part.len()].copy_from_slice(part);
+    ETH_HEADER + IPV6_HEADER + FRAGMENT_HEADER + part.len()
+}
+
 /// Turns a full IPv4 header (written for the whole datagram) into a fragment's: `offset` bytes
 /// into the datagram, `len` bytes long, more fragments following or not.
 pub fn set_fragment(ip: &mut [u8], offset: usize, more: bool, len: usize) {

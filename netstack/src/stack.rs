@@ -18,6 +18,7 @@ use crate::icmp::EchoRelay;
 use crate::nat::Nat;
 use crate::packet::{self, Ingress, Macs};
 use crate::portfwd::{Forwards, PortError};
+use crate::reassembly::{self, Reassembler};
 use crate::tcp::TcpRelay;
 use crate::udp::UdpRelay;
 
@@ -119,6 +120,7 @@ pub struct Stack {
     udp: UdpRelay,
     echo: EchoRelay,
     forwards: Forwards,
+    fragments: Reassembler,
     epoch: Instant,
 }
 
@@ -179,6 +181,7 @@ impl Stack {
                 ident: random_seed() as u16,
             },
             tcp: TcpRelay::new(config.max_tcp_flows),
+            fragments: Reassembler::default(),
             udp: UdpRelay::default(),
             echo: EchoRelay::default(),
             forwards,
@@ -315,6 +318,7 @@ impl Stack {
                 self.udp.sweep(&mut ctx);
                 self.echo.sweep(&mut ctx);
                 self.forwards.sweep(now);
+                self.fragments.sweep(now);
             }
             if let Some(e) = self.device.take_error() {
                 return Err(StackError::Tap(e));
@@ -344,6 +348,24 @@ impl Stack {
                 self.device.push_rx_bytes(&arp);
             }
         }
+        if reassembly::is_fragment(frame.data()) {
+            // Datagrams in pieces are relayed whole; TCP never comes fragmented (see classify).
+            let whole = self.fragments.offer(frame.data(), now);
+            self.device.recycle(frame);
+            if let Some(whole) = whole {
+                self.relay(registry, now, &whole);
+            }
+            return;
+        }
+        if self.relay(registry, now, frame.data()) {
+            self.device.push_rx(frame);
+        } else {
+            self.device.recycle(frame);
+        }
+    }
+
+    /// Relays what the frame carries; true when smoltcp must see it too.
+    fn relay(&mut self, registry: &Registry, now: Instant, data: &[u8]) -> bool {
         let mut ctx = Ctx {
             registry,
             iface: &mut self.iface,
@@ -353,7 +375,7 @@ impl Stack {
             link: &mut self.link,
             now,
         };
-        let to_stack = match packet::classify(frame.data(), &self.nat.slirp) {
+        match packet::classify(data, &self.nat.slirp) {
             Ingress::Stack => true,
             Ingress::TcpSyn { src, dst } => {
                 if ctx.device.rx_queued() > 0 && self.tcp.is_new(src, dst) {
@@ -377,11 +399,6 @@ impl Stack {
                 false
             }
             Ingress::Drop => false,
-        };
-        if to_stack {
-            self.device.push_rx(frame);
-        } else {
-            self.device.recycle(frame);
         }
     }
 

@@ -13,7 +13,7 @@ use mio::net::UdpSocket;
 use mio::Interest;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
-use crate::packet::{self, ETH_HEADER, IPV4_HEADER, UDP_HEADER};
+use crate::packet::{self, ETH_HEADER, IPV4_HEADER, IPV6_HEADER, UDP_HEADER};
 use crate::slab::Slab;
 use crate::stack::{Ctx, Kind};
 
@@ -235,7 +235,7 @@ fn reply_source(ctx: &Ctx, from: SocketAddr) -> Option<SocketAddr> {
     }
 }
 
-/// Sends a datagram to the container, fragmenting IPv4 datagrams larger than the MTU.
+/// Sends a datagram to the container, in fragments when it is larger than the MTU.
 pub fn send_to_container(ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
     let Some(macs) = ctx.link.macs() else {
         return;
@@ -251,8 +251,23 @@ pub fn send_to_container(ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr, payloa
         });
         return;
     }
-    if v6 {
-        // IPv6 fragmentation is not implemented: such a datagram is dropped.
+    if let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) {
+        // IPv6 fragments (the stack is the datagram's source, so it may fragment): the UDP
+        // checksum covers the whole datagram, so build it whole first.
+        let mut whole = vec![0u8; offset + payload.len()];
+        whole[offset..].copy_from_slice(payload);
+        packet::write_udp(&mut whole, macs, src, dst, payload.len(), 0);
+        let datagram = &whole[ETH_HEADER + IPV6_HEADER..];
+        let ident = u32::from(ctx.link.next_ident());
+        let chunk = (frame_mtu - ETH_HEADER - IPV6_HEADER - 8) & !7;
+        for (i, part) in datagram.chunks(chunk).enumerate() {
+            let at = i * chunk;
+            let more = at + part.len() < datagram.len();
+            ctx.device
+                .send_with(ETH_HEADER + IPV6_HEADER + 8 + part.len(), |buf| {
+                    packet::write_ipv6_fragment(buf, macs, s, d, 17, ident, at, more, part)
+                });
+        }
         return;
     }
     // IPv4 fragments: the first carries the UDP header; all but the last carry a multiple of 8.

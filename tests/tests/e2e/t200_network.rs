@@ -411,6 +411,45 @@ fn netstack_udp_to_host_loopback() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap().ip(), Ipv4Addr::LOCALHOST);
 }
 
+/// Datagrams larger than a 1500-byte MTU, both ways and over both families: the container's
+/// kernel sends them in fragments, which the stack puts together; the replies go back in
+/// fragments the stack makes.
+#[test]
+fn netstack_udp_datagrams_above_the_mtu_go_both_ways() {
+    const SIZE: usize = 6000;
+    let mut servers = vec![(UdpSocket::bind("127.0.0.1:0").unwrap(), "10.0.2.2")];
+    if let Ok(s) = UdpSocket::bind("[::1]:0") {
+        servers.push((s, "[fd00::2]"));
+    }
+    let ns = Netns::new();
+    let cfg = r#"{"slirp":{"allow_host_loopback":true,"enable_ipv6":true,"mtu":1500},"dns_servers":[]}"#;
+    let stack = start_stack(None, &ns, cfg, &[]);
+    stack.assert_ready();
+    for (server, gateway) in servers {
+        let port = server.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            if let Ok((n, from)) = server.recv_from(&mut buf) {
+                let _ = tx.send(n);
+                let _ = server.send_to(&buf[..n], from);
+            }
+        });
+        let lines = ns.run_helper(&format!("udp-big {gateway}:{port} {SIZE}"));
+        assert_eq!(
+            lines,
+            vec![format!("reply {SIZE} bytes intact")],
+            "{gateway}\n{}",
+            stack.log()
+        );
+        assert_eq!(
+            rx.recv_timeout(WAIT).unwrap(),
+            SIZE,
+            "{gateway}: the host got it whole"
+        );
+    }
+}
+
 /// A stub resolver on 127.0.0.1: `burrow.test` is 192.0.2.55 (A), no AAAA, anything else NXDOMAIN.
 /// Its port also has a TCP echo server (for DNS over TCP).
 fn stub_resolver() -> u16 {
@@ -1000,6 +1039,30 @@ fn netns_helper() {
             loop {
                 thread::sleep(Duration::from_secs(3600));
             }
+        }
+        ["udp-big", addr, size] => {
+            let size: usize = size.parse().unwrap();
+            let addr: SocketAddr = addr.parse().unwrap();
+            let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+            let s = UdpSocket::bind(bind).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut gen = Pattern::new(3);
+            let mut datagram = vec![0u8; size];
+            gen.fill(&mut datagram);
+            let mut buf = vec![0u8; 65536];
+            for _ in 0..5 {
+                s.send_to(&datagram, addr).unwrap();
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    let intact = if buf[..n] == datagram[..] {
+                        "intact"
+                    } else {
+                        "corrupted"
+                    };
+                    say(format!("reply {n} bytes {intact}"));
+                    return;
+                }
+            }
+            say("error no reply".into());
         }
         ["tcp-echo-server", port] => {
             let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
