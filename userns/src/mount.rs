@@ -278,25 +278,49 @@ struct MountAttr {
     userns_fd: u64,
 }
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// Makes the mount at `path` (and every mount below it) read-only. mount_setattr(2) leaves
 /// the other flags alone, so the nosuid/nodev/noexec flags a user namespace may not clear
 /// are kept (a plain MS_REMOUNT would have to repeat them).
 pub fn make_readonly(path: &Path) -> Result<(), Errno> {
+    set_mount_attrs(path, MsFlags::MS_RDONLY, true)
+}
+
+/// Sets the read-only, nosuid, nodev and noexec flags among `flags` on the mount at `path`
+/// (and the mounts below it with `recursive`), leaving its other flags alone.
+fn set_mount_attrs(path: &Path, flags: MsFlags, recursive: bool) -> Result<(), Errno> {
+    let mut attr_set = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(flag) {
+            attr_set |= attr;
+        }
+    }
+    if attr_set == 0 {
+        return Ok(());
+    }
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
+    let at_flags = if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid pointers for the duration of the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             c.as_ptr(),
-            libc::AT_RECURSIVE,
+            at_flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -335,10 +359,11 @@ fn do_mount(root: RawFd, m: &Mount, bind_source: Option<&OwnedFd>) -> Result<(),
             None::<&str>,
         )
         .map_err(|e| err(context(), e))?;
-        if flags.contains(MsFlags::MS_RDONLY) {
+        let attrs = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if flags.intersects(attrs) {
             // Reopen: the fd still names the directory under the new mount, not the mount.
             let mounted = prepare_destination(root, dest, directory)?;
-            make_readonly(&fd_path(&mounted)).map_err(|e| err(context(), e))?;
+            set_mount_attrs(&fd_path(&mounted), flags & attrs, true).map_err(|e| err(context(), e))?;
         }
     } else {
         let fs_flags = flags - MsFlags::MS_BIND - MsFlags::MS_REC;

@@ -82,6 +82,8 @@ struct StateData {
 struct MountData {
     #[serde(rename = "Type")]
     kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
     source: String,
     destination: String,
     driver: String,
@@ -328,7 +330,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
         bounding_caps: capabilities::names(caps.bounding()),
         exec_ids: Vec::new(),
         graph_driver,
-        mounts: user_mounts(&l, &dirs.bundle),
+        mounts: user_mounts(store, &l, &dirs.bundle),
         dependencies: Vec::new(),
         network_settings: NetworkSettings {
             endpoint_id: String::new(),
@@ -394,8 +396,48 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
     })
 }
 
-/// The spec's bind mounts the user asked for (volumes): not burrow's own /etc files.
-fn user_mounts(l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
+/// The volumes and bind mounts the user asked for, as Podman lists them (not burrow's own
+/// /etc files, nor tmpfs mounts).
+fn user_mounts(store: &Store, l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
+    use super::mounts::MountKind;
+    if !l.mounts.is_empty() {
+        let oci: Vec<_> = l.spec.mounts().iter().flatten().collect();
+        return l
+            .mounts
+            .iter()
+            .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Volume | MountKind::Overlay))
+            .map(|m| {
+                let spec_options = oci
+                    .iter()
+                    .find(|o| o.destination() == std::path::Path::new(&m.destination))
+                    .and_then(|o| o.options().clone())
+                    .unwrap_or_default();
+                let volume = m.kind == MountKind::Volume;
+                MountData {
+                    kind: if volume { "volume".into() } else { "bind".into() },
+                    name: volume.then(|| m.source.clone()),
+                    source: if volume {
+                        store.volume_data(&m.source).display().to_string()
+                    } else {
+                        m.source.clone()
+                    },
+                    destination: m.destination.clone(),
+                    driver: if volume { "local".into() } else { String::new() },
+                    mode: String::new(),
+                    rw: !m.read_only(),
+                    propagation: spec_options
+                        .iter()
+                        .find(|o| o.ends_with("private") || o.ends_with("shared") || o.ends_with("slave"))
+                        .cloned()
+                        .unwrap_or_else(|| "rprivate".into()),
+                    options: spec_options
+                        .into_iter()
+                        .filter(|o| matches!(o.as_str(), "bind" | "rbind" | "nosuid" | "nodev" | "noexec"))
+                        .collect(),
+                }
+            })
+            .collect();
+    }
     l.spec
         .mounts()
         .iter()
@@ -410,6 +452,7 @@ fn user_mounts(l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
             let options = m.options().clone().unwrap_or_default();
             MountData {
                 kind: "bind".into(),
+                name: None,
                 source: m
                     .source()
                     .as_ref()
