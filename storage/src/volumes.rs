@@ -111,6 +111,8 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         let data = self.volume_data(&name);
+        // The name is ours now: a directory left by a removal that failed half-way goes.
+        let _ = fs::remove_dir_all(self.volume_dir(&name));
         let made = fs::create_dir_all(self.paths.volumes_dir())
             .and_then(|()| fs::DirBuilder::new().mode(0o700).create(self.volume_dir(&name)))
             .and_then(|()| fs::DirBuilder::new().mode(0o755).create(&data));
@@ -183,15 +185,10 @@ impl Store {
                 containers: users,
             });
         }
-        let dir = self.volume_dir(name);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io("removing", &dir, e)),
-        }
+        // The row first: the foreign key refuses it atomically if a container started using
+        // the volume since the check above, and then no file of it is gone.
         match self.conn().execute("DELETE FROM volumes WHERE name = ?1", [name]) {
             Ok(_) => {}
-            // A container started using it meanwhile: its files are gone, say so.
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -201,6 +198,12 @@ impl Store {
                 })
             }
             Err(e) => return Err(e.into()),
+        }
+        let dir = self.volume_dir(name);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("removing", &dir, e)),
         }
         self.volume_event(name, "remove");
         Ok(())

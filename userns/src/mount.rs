@@ -560,6 +560,7 @@ pub fn finish_rootfs(spec: &Spec) -> Result<(), SetupError> {
     {
         readonly_path(Path::new(path))?;
     }
+    reapply_propagation(spec)?;
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         // Only the root itself: /dev, /proc, /dev/shm and the like stay writable, as Podman.
         mount(
@@ -570,6 +571,42 @@ pub fn finish_rootfs(spec: &Spec) -> Result<(), SetupError> {
             None::<&str>,
         )
         .map_err(|e| err("making the root read-only", e))?;
+    }
+    Ok(())
+}
+
+/// pivot_to makes every mount of the new root a slave (the "." it changes is the new root's
+/// top, not the old root stacked on it), which leaves a shared mount private: set `shared`
+/// and `unbindable` again. A slave stays without a master either way: the namespace's mounts
+/// were made private before any of them, so nothing outside propagates into it.
+fn reapply_propagation(spec: &Spec) -> Result<(), SetupError> {
+    let wanted: Vec<_> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let (_, propagation, _) = parse_options(&m.options().clone().unwrap_or_default());
+            propagation
+                .intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE)
+                .then(|| (m.destination().clone(), propagation))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let root = File::open("/")
+        .map_err(|e| SetupError::new(format!("opening /: {e}"), e.raw_os_error().unwrap_or(0)))?;
+    for (dest, propagation) in wanted {
+        let target = open_in_root(root.as_raw_fd(), &dest, libc::O_PATH)
+            .map_err(|e| err(format_args!("opening {}", dest.display()), e))?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .map_err(|e| err(format_args!("setting the propagation of {}", dest.display()), e))?;
     }
     Ok(())
 }

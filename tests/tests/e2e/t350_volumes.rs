@@ -181,6 +181,72 @@ fn bind_mounts_ro_rw_and_flags() {
 }
 
 #[test]
+fn image_mounts_and_propagation() {
+    let env = env_with_busybox();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=image,source=bb,target=/img",
+        "bb",
+        "sh",
+        "-c",
+        "cat /img/srv/file; touch /img/x 2>&1; true",
+    ]);
+    out.success();
+    assert!(
+        out.stdout.starts_with("hello from the burrow test image\n"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("Read-only file system"), "{out}");
+    let dir = host_dir(&env, "prop");
+    // A slave has no master here: nothing outside propagates into the container's namespace.
+    for (option, shared) in [("rshared", true), ("rprivate", false), ("rslave", false)] {
+        let spec = format!("{}:/p:{option}", p(&dir));
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "-v",
+            &spec,
+            "bb",
+            "grep",
+            " /p ",
+            "/proc/self/mountinfo",
+        ]);
+        assert_eq!(
+            out.success().stdout.contains(" shared:"),
+            shared,
+            "{option}: {out}"
+        );
+    }
+}
+
+#[test]
+fn system_df_and_prune_count_volumes() {
+    let env = env_with_busybox();
+    env.run(&["volume", "create", "idle"]).success();
+    env.run(&["create", "--name", "c", "-v", "kept:/d", "bb", "true"])
+        .success();
+    let out = env.run(&["system", "df", "--format", "{{.Type}} {{.Total}} {{.Active}}"]);
+    assert!(out.success().stdout.contains("Local Volumes 2 1"), "{out}");
+    let out = env.run(&["system", "prune", "-f", "--volumes"]);
+    out.success();
+    // The container does not run: prune removes it first, and then its volume is unused too.
+    let deleted: Vec<&str> = out
+        .stdout
+        .split("Deleted Volumes\n")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| !l.starts_with("Deleted") && !l.starts_with("Total"))
+        .collect();
+    let mut deleted = deleted;
+    deleted.sort();
+    assert_eq!(deleted, ["idle", "kept"], "{out}");
+    assert!(volume_names(&env).is_empty());
+}
+
+#[test]
 fn bad_mount_specs_fail_clearly_and_leave_nothing() {
     let env = env_with_busybox();
     let missing = env.home().join("missing");
