@@ -465,9 +465,21 @@ pub fn resolve(
             }
         }
     }
+    // What can fail on bad input (a missing source, an unknown image) first, so that no
+    // volume is made and no owner changed for a container that is not created; volumes last.
     let mut oci = Vec::with_capacity(mounts.len());
     for (i, m) in mounts.iter_mut().enumerate() {
-        oci.push(resolve_one(store, m, i, target)?);
+        if m.kind != MountKind::Volume {
+            oci.push(resolve_one(store, m, i, target)?);
+        }
+    }
+    for m in mounts.iter().filter(|m| m.kind == MountKind::Bind && m.chown) {
+        chown_tree(Path::new(&m.source), target.owner)?;
+    }
+    for (i, m) in mounts.iter_mut().enumerate() {
+        if m.kind == MountKind::Volume {
+            oci.push(resolve_one(store, m, i, target)?);
+        }
     }
     Ok((mounts, oci))
 }
@@ -477,9 +489,6 @@ fn resolve_one(store: &Store, m: &mut UserMount, index: usize, target: &Target) 
     match m.kind {
         MountKind::Bind => {
             let source = host_source(&m.source)?;
-            if m.chown {
-                chown_tree(&source, target.owner)?;
-            }
             m.source = source.display().to_string();
             let mut options = m.options.clone();
             if !options.iter().any(|o| o == "bind" || o == "rbind") {

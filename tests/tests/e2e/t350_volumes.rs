@@ -250,6 +250,10 @@ fn system_df_and_prune_count_volumes() {
 fn bad_mount_specs_fail_clearly_and_leave_nothing() {
     let env = env_with_busybox();
     let missing = env.home().join("missing");
+    // A volume named before the bad mount is not made either.
+    let both = format!("{}:/m", p(&missing));
+    let out = env.run(&["run", "--rm", "-v", "early:/e", "-v", &both, "bb", "true"]);
+    assert_eq!(out.code, 125, "{out}");
     let cases: Vec<(String, &str)> = vec![
         (format!("{}:/m", p(&missing)), "does not create"),
         ("/tmp:relative".into(), "must be an absolute path"),
@@ -600,6 +604,24 @@ fn tmpfs_mount_types_and_read_only_tmpfs() {
         "for d in /t /u /tv; do grep \" $d \" /proc/self/mountinfo | grep -c ' - tmpfs '; done; stat -c %a /t",
     ]);
     assert_eq!(out.success().stdout, "1\n1\n1\n1777\n", "{out}");
+    // A volume that is a bind mount of a host directory of its own (`o=bind`).
+    let dir = host_dir(&env, "bound");
+    fs::write(dir.join("f"), "bound\n").unwrap();
+    let device = format!("device={}", p(&dir));
+    env.run(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        &device,
+        "--opt",
+        "o=bind",
+        "bv",
+    ])
+    .success();
+    let out = env.run(&["run", "--rm", "-v", "bv:/bv", "bb", "cat", "/bv/f"]);
+    assert_eq!(out.success().stdout, "bound\n", "{out}");
     let out = env.run(&[
         "run",
         "--rm",
@@ -642,6 +664,17 @@ fn volume_export_and_import_round_trip() {
     let tar = env.home().join("vol.tar");
     env.run(&["volume", "export", "src", "-o", p(&tar)]).success();
     env.run(&["volume", "create", "dst"]).success();
+    env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "dst:/d",
+        "bb",
+        "sh",
+        "-c",
+        "echo own > /d/own",
+    ])
+    .success();
     env.run(&["volume", "import", "dst", p(&tar)]).success();
     let out = env.run(&[
         "run",
@@ -651,9 +684,9 @@ fn volume_export_and_import_round_trip() {
         "bb",
         "sh",
         "-c",
-        "cat /d/link; stat -c %u /d/sub/f",
+        "cat /d/link /d/own; stat -c %u /d/sub/f",
     ]);
-    assert_eq!(out.success().stdout, "hi\n1000\n", "{out}");
+    assert_eq!(out.success().stdout, "hi\nown\n1000\n", "{out}",);
     let out = env.run(&["volume", "inspect", "dst"]);
     let v: serde_json::Value = serde_json::from_str(&out.success().stdout).unwrap();
     assert_eq!(v[0]["Name"], "dst");
