@@ -199,6 +199,18 @@ fn image_mounts_and_propagation() {
         "{out}"
     );
     assert!(out.stdout.contains("Read-only file system"), "{out}");
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=devpts,target=/mnt/pts,mode=0600",
+        "bb",
+        "grep",
+        " /mnt/pts ",
+        "/proc/self/mountinfo",
+    ]);
+    assert!(out.success().stdout.contains(" - devpts "), "{out}");
+    assert!(out.stdout.contains("mode=600"), "{out}");
     let dir = host_dir(&env, "prop");
     // A slave has no master here: nothing outside propagates into the container's namespace.
     for (option, shared) in [("rshared", true), ("rprivate", false), ("rslave", false)] {
