@@ -584,6 +584,12 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             }
             (None, None) => unreachable!("a container has an image or a rootfs"),
         };
+        if let (Some((uids, gids)), RootfsSource::Overlay { upper, .. }) = (&nested, &rootfs_source) {
+            // The upper dir's owner is the root's: the nested root's, as in the image, so that
+            // it can make mount points there even when burrow's root is not mapped (--uidmap).
+            std::os::unix::fs::lchown(upper, to_nested_storage(uids, 0), to_nested_storage(gids, 0))
+                .with_context(|| format!("giving {} to the container's root", upper.display()))?;
+        }
         let tty_gid_mapped = match &nested {
             Some((_, gids)) => gids.iter().any(|m| m.inside <= 5 && 5 - m.inside < m.count),
             None => engine.userns.gid_map.is_empty() || idmap::id_count(&engine.userns.gid_map) > 5,

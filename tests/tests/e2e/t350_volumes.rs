@@ -108,6 +108,26 @@ fn named_volume_outlives_its_container() {
         "touch /d/f && stat -c %u:%g /d",
     ]);
     assert_eq!(out.success().stdout_trimmed(), "1000:1000", "{out}");
+    // In a nested namespace that does not map burrow's root, the container's root still makes
+    // its mount points and owns its new volume.
+    for (name, userns) in [
+        ("uidmap", ["--uidmap", "0:1:5000"]),
+        ("keepid", ["--userns", "keep-id"]),
+    ] {
+        let out = env.run(&[
+            "run",
+            "--rm",
+            userns[0],
+            userns[1],
+            "-v",
+            &format!("{name}:/new/dir"),
+            "bb",
+            "sh",
+            "-c",
+            "touch /new/dir/f && stat -c %u /",
+        ]);
+        assert_eq!(out.success().stdout_trimmed(), "0", "{out}");
+    }
 }
 
 #[test]
