@@ -352,6 +352,10 @@ fn volume_prune_removes_only_unused_volumes() {
     assert_eq!(out.success().stdout, "idle1\nidle2\n", "{out}");
     let out = env.run(&["volume", "ls", "--filter", "label=k=idle2", "-q"]);
     assert_eq!(out.success().stdout, "idle2\n", "{out}");
+    let out = env.run(&["ps", "-a", "--filter", "volume=used", "--format", "{{.Names}}"]);
+    assert_eq!(out.success().stdout, "c\n", "{out}");
+    let out = env.run(&["ps", "-a", "--filter", "volume=idle1", "--format", "{{.Names}}"]);
+    assert_eq!(out.success().stdout, "", "{out}");
     let out = env.run(&["volume", "prune", "-f"]);
     let mut removed: Vec<&str> = out.success().stdout.lines().collect();
     removed.sort();
