@@ -33,8 +33,10 @@ pub struct VolumeRecord {
 /// What a new volume is created with.
 #[derive(Debug, Clone, Default)]
 pub struct NewVolume<'a> {
-    /// None: an anonymous volume with a random 64-hex name.
+    /// None: a random 64-hex name.
     pub name: Option<&'a str>,
+    /// For one container (an image's `VOLUME`, `-v /path`): `rm -v` removes it with it.
+    pub anonymous: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
 }
@@ -98,7 +100,7 @@ impl Store {
                 now(),
                 serde_json::to_string(&new.labels).unwrap_or_default(),
                 serde_json::to_string(&new.options).unwrap_or_default(),
-                new.name.is_none(),
+                new.anonymous,
             ],
         );
         match inserted {
@@ -316,8 +318,12 @@ mod tests {
             store.create_container(&new()).unwrap(),
             store.create_container(&new()).unwrap(),
         );
-        let anon = store.create_volume(&NewVolume::default()).unwrap();
-        let shared = store.create_volume(&NewVolume::default()).unwrap();
+        let anonymous = || NewVolume {
+            anonymous: true,
+            ..NewVolume::default()
+        };
+        let anon = store.create_volume(&anonymous()).unwrap();
+        let shared = store.create_volume(&anonymous()).unwrap();
         store
             .create_volume(&NewVolume {
                 name: Some("named"),

@@ -573,7 +573,10 @@ fn resolve_one(store: &Store, m: &mut UserMount, index: usize, target: &Target) 
         }
         MountKind::Volume => {
             let volume = if m.source.is_empty() {
-                store.create_volume(&NewVolume::default())?
+                store.create_volume(&NewVolume {
+                    anonymous: true,
+                    ..NewVolume::default()
+                })?
             } else {
                 match store.volume(&m.source) {
                     Ok(v) => v,

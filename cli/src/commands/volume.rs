@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use burrow_storage::{NewVolume, Store, StoreError, VolumeRecord};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::format::{self, Format};
 use crate::context::Engine;
@@ -184,6 +184,7 @@ fn create(store: &Store, args: CreateArgs) -> Result<i32> {
         name: args.name.as_deref(),
         labels: key_values("--label", &args.label)?,
         options,
+        anonymous: false,
     };
     match store.create_volume(&new) {
         Ok(v) => println!("{}", v.name),
@@ -193,23 +194,41 @@ fn create(store: &Store, args: CreateArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Podman's `volume inspect` object.
-fn describe(store: &Store, v: &VolumeRecord) -> Result<Value> {
-    let users = store.volume_users(&v.name)?;
-    Ok(json!({
-        "Name": v.name,
-        "Driver": v.driver,
-        "Mountpoint": store.volume_data(&v.name).display().to_string(),
-        "CreatedAt": go_rfc3339(v.created),
-        "Labels": v.labels,
-        "Scope": "local",
-        "Options": v.options,
-        "MountCount": 0,
-        "NeedsCopyUp": v.needs_init,
-        "NeedsChown": v.needs_init,
-        "Anonymous": v.anonymous,
-        "Containers": users,
-    }))
+/// Podman's `volume inspect` object, its fields in Podman's order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct VolumeData {
+    name: String,
+    driver: String,
+    mountpoint: String,
+    created_at: String,
+    labels: BTreeMap<String, String>,
+    scope: &'static str,
+    options: BTreeMap<String, String>,
+    mount_count: u32,
+    needs_copy_up: bool,
+    needs_chown: bool,
+    /// burrow's own: made for one container (`rm -v` removes it).
+    anonymous: bool,
+    /// burrow's own: the ids of the containers that mount it.
+    containers: Vec<String>,
+}
+
+fn describe(store: &Store, v: &VolumeRecord) -> Result<VolumeData> {
+    Ok(VolumeData {
+        name: v.name.clone(),
+        driver: v.driver.clone(),
+        mountpoint: store.volume_data(&v.name).display().to_string(),
+        created_at: go_rfc3339(v.created),
+        labels: v.labels.clone(),
+        scope: "local",
+        options: v.options.clone(),
+        mount_count: 0,
+        needs_copy_up: v.needs_init,
+        needs_chown: v.needs_init,
+        anonymous: v.anonymous,
+        containers: store.volume_users(&v.name)?,
+    })
 }
 
 /// `2026-11-24T15:39:50Z`-style time with Podman's numeric zone.
@@ -237,7 +256,13 @@ fn inspect(store: &Store, args: InspectArgs) -> Result<i32> {
     }
     match args.format.as_deref().map(Format::parse).transpose()? {
         None | Some(Format::Json) => println!("{}", format::json_pretty(&found)),
-        Some(f) => format::print(&f, &found, &[])?,
+        Some(f) => {
+            let rows = found
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<Value>, _>>()?;
+            format::print(&f, &rows, &[])?
+        }
     }
     for e in &errors[..errors.len().saturating_sub(1)] {
         eprintln!("Error: {e}");
@@ -294,7 +319,7 @@ fn ls(store: &Store, args: LsArgs) -> Result<i32> {
     let mut rows = Vec::new();
     for v in store.volumes()? {
         if matches(store, &v, &args.filter)? {
-            rows.push(describe(store, &v)?);
+            rows.push(serde_json::to_value(describe(store, &v)?)?);
         }
     }
     let template = match (&args.format, args.quiet) {

@@ -330,6 +330,15 @@ fn a_volume_in_use_is_removed_only_with_force() {
     assert!(volume_names(&env).is_empty());
     assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "");
     assert_eq!(env.run(&["volume", "exists", "busy"]).code, 1);
+    // A volume made by `volume create` without a name is not anonymous: rm -v keeps it.
+    let out = env.run(&["volume", "create"]);
+    let name = out.success().stdout_trimmed().to_string();
+    assert_eq!(name.len(), 64, "{out}");
+    let spec = format!("{name}:/d");
+    env.run(&["create", "--name", "c", "-v", &spec, "bb", "true"])
+        .success();
+    env.run(&["rm", "-v", "c"]).success();
+    assert_eq!(volume_names(&env), [name]);
 }
 
 #[test]
@@ -724,7 +733,13 @@ fn volume_export_and_import_round_trip() {
     ]);
     assert_eq!(out.success().stdout, "hi\nown\n1000\n", "{out}",);
     let out = env.run(&["volume", "inspect", "dst"]);
-    let v: serde_json::Value = serde_json::from_str(&out.success().stdout).unwrap();
+    assert!(
+        out.success()
+            .stdout
+            .starts_with("[\n    {\n        \"Name\": \"dst\",\n        \"Driver\""),
+        "Podman's field order: {out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v[0]["Name"], "dst");
     assert_eq!(v[0]["Driver"], "local");
 }
