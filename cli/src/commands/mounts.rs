@@ -173,8 +173,9 @@ pub fn parse_volume(spec: &str) -> Result<UserMount> {
     check_options(&options, spec)?;
     for o in options {
         match o.as_str() {
-            // No SELinux here: relabelling has nothing to do.
-            "z" | "Z" => {}
+            "z" | "Z" => crate::log::debug(format_args!(
+                "-v {spec}: option {o} accepted, no relabelling: burrow does not apply SELinux labels"
+            )),
             "U" => mount.chown = true,
             "O" if is_path => mount.kind = MountKind::Overlay,
             "O" => bail!(

@@ -178,8 +178,11 @@ fn bind_mounts_ro_rw_and_flags() {
         );
     }
     assert!(!dir.join("x").exists());
-    // Read-write: the host sees what the container writes.
-    let rw = format!("{}:/m", p(&dir));
+    // Read-write: the host sees what the container writes. `z` is accepted, said in debug.
+    let rw = format!("{}:/m:z", p(&dir));
+    let out = env.run(&["--log-level=debug", "run", "--rm", "-v", &rw, "bb", "true"]);
+    assert!(out.success().stderr.contains("level=debug msg=\"-v "), "{out}");
+    assert!(out.stderr.contains("no relabelling"), "{out}");
     env.run(&["run", "--rm", "-v", &rw, "bb", "sh", "-c", "echo c > /m/from-ctr"])
         .success();
     assert_eq!(fs::read_to_string(dir.join("from-ctr")).unwrap(), "c\n");
