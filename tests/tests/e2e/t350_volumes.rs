@@ -333,6 +333,14 @@ fn a_volume_in_use_is_removed_only_with_force() {
     assert!(volume_names(&env).is_empty());
     assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "");
     assert_eq!(env.run(&["volume", "exists", "busy"]).code, 1);
+    // A running container is stopped and removed first.
+    env.run(&[
+        "run", "-d", "--name", "runner", "-v", "live:/d", "bb", "sleep", "1000",
+    ])
+    .success();
+    assert_eq!(env.run(&["volume", "rm", "live"]).code, 2);
+    env.run(&["volume", "rm", "-f", "-t", "0", "live"]).success();
+    assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "");
     // A volume made by `volume create` without a name is not anonymous: rm -v keeps it.
     let out = env.run(&["volume", "create"]);
     let name = out.success().stdout_trimmed().to_string();
@@ -735,6 +743,19 @@ fn volume_export_and_import_round_trip() {
         "cat /d/link /d/own; stat -c %u /d/sub/f",
     ]);
     assert_eq!(out.success().stdout, "hi\nown\n1000\n", "{out}",);
+    // An archive that writes through its own symlink is refused, nothing lands outside.
+    let outside = host_dir(&env, "outside");
+    let evil = env.home().join("evil.tar");
+    Layer::new(vec![
+        Entry::symlink("link", p(&outside)),
+        Entry::file("link/planted", "evil\n"),
+    ])
+    .write_tar(fs::File::create(&evil).unwrap())
+    .unwrap();
+    let out = env.run(&["volume", "import", "dst", p(&evil)]);
+    assert_eq!(out.code, 125, "{out}");
+    assert!(out.stderr.contains("symlink"), "{out}");
+    assert!(!outside.join("planted").exists(), "written outside the volume");
     let out = env.run(&["volume", "inspect", "dst"]);
     assert!(
         out.success()
