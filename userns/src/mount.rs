@@ -486,7 +486,9 @@ pub fn setup_mounts(spec: &Spec, prepared: &Prepared) -> Result<(), SetupError> 
     let mut dev_done = false;
     for (m, source) in spec.mounts().iter().flatten().zip(&prepared.bind_sources) {
         do_mount(root_fd, m, source.as_ref())?;
-        if m.destination() == Path::new("/dev") && !dev_done {
+        // Only on burrow's own /dev tmpfs: a user's bind of a host dir there must not get
+        // device nodes and links made in it.
+        if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") && !dev_done {
             setup_dev(root_fd)?;
             dev_done = true;
         }
