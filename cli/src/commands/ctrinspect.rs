@@ -148,6 +148,10 @@ struct HostConfigData {
     #[serde(rename = "UTSMode")]
     uts_mode: String,
     userns_mode: String,
+    /// `SOURCE:DEST:OPTIONS` of each volume and bind mount (a volume by its name).
+    binds: Vec<String>,
+    /// tmpfs mounts: destination -> options.
+    tmpfs: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -392,8 +396,32 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             } else {
                 String::new()
             },
+            binds: binds(&l),
+            tmpfs: l
+                .mounts
+                .iter()
+                .filter(|m| m.kind == super::mounts::MountKind::Tmpfs)
+                .map(|m| (m.destination.clone(), m.options.join(",")))
+                .collect(),
         },
     })
+}
+
+/// HostConfig.Binds: volumes and bind mounts as `-v` would give them.
+fn binds(l: &Launch) -> Vec<String> {
+    use super::mounts::MountKind;
+    l.mounts
+        .iter()
+        .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Volume | MountKind::Overlay))
+        .map(|m| {
+            let mut options = vec![if m.read_only() { "ro" } else { "rw" }.to_string()];
+            options.extend(m.options.iter().filter(|o| *o != "ro" && *o != "rw").cloned());
+            if m.kind == MountKind::Overlay {
+                options.push("O".into());
+            }
+            format!("{}:{}:{}", m.source, m.destination, options.join(","))
+        })
+        .collect()
 }
 
 /// The volumes and bind mounts the user asked for, as Podman lists them (not burrow's own

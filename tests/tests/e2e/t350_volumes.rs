@@ -201,6 +201,15 @@ fn bind_mounts_ro_rw_and_flags() {
     let mut mounts: Vec<&str> = out.success().stdout.lines().filter(|l| !l.is_empty()).collect();
     mounts.sort();
     assert_eq!(mounts, ["bind /b false", "volume /v true"], "{out}");
+    let out = env.run(&[
+        "inspect",
+        "--format",
+        "{{range .HostConfig.Binds}}{{.}} {{end}}",
+        "c",
+    ]);
+    // -v first, then --mount, whatever the order on the command line.
+    let binds = format!("vol:/v:rw {}:/b:ro", p(&dir));
+    assert_eq!(out.success().stdout_trimmed(), binds.trim(), "{out}");
 }
 
 #[test]
