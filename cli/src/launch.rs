@@ -51,6 +51,9 @@ pub struct Launch {
     pub labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub log: LogOptions,
+    /// The mounts the user asked for (-v, --mount, --tmpfs, image VOLUMEs), as given.
+    #[serde(default)]
+    pub mounts: Vec<crate::commands::mounts::UserMount>,
     /// `--network ns:PATH` or `container:NAME`: the network namespace to join.
     #[serde(default)]
     pub join_network: Option<JoinNetwork>,
@@ -247,6 +250,7 @@ fn spec_to_start(store: &Store, launch: &Launch) -> anyhow::Result<Spec> {
 fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch, spec: &Spec) -> anyhow::Result<()> {
     let bundle = store.container_dirs(&record.id).bundle;
     fs::create_dir_all(bundle.join("rootfs")).context("creating the rootfs mount point")?;
+    crate::commands::mounts::reset_overlays(&launch.spec, &bundle)?;
     let hostname = launch.spec.hostname().clone().unwrap_or_default();
     let network = network_of(launch);
     let mut hosts = String::from(

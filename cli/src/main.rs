@@ -4,6 +4,7 @@ mod commands;
 mod context;
 mod exit;
 mod launch;
+mod log;
 mod monitor;
 mod userspec;
 
@@ -20,6 +21,14 @@ pub struct GlobalOptions {
     /// Path to the run root directory where container state is kept
     #[arg(long, global = true, value_name = "PATH")]
     pub runroot: Option<std::path::PathBuf>,
+    /// Log messages at and above this level on stderr
+    #[arg(
+        long = "log-level",
+        global = true,
+        value_name = "LEVEL",
+        default_value = "warn"
+    )]
+    pub log_level: log::Level,
 }
 
 #[derive(Debug, Parser)]
@@ -58,6 +67,7 @@ fn main() {
             std::process::exit(125);
         }
     };
+    log::set_level(cli.global.log_level);
     if cli.version {
         println!("burrow version {}", env!("CARGO_PKG_VERSION"));
         return;

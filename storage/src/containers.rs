@@ -313,6 +313,11 @@ impl Store {
     /// returned after all of them ran, so a half-removed container is finished next time.
     pub fn remove_container(&self, id: &str) -> Result<(), StoreError> {
         let record = self.container(id).ok();
+        // A --rm container takes its anonymous volumes with it, as Podman's.
+        let anonymous = match &record {
+            Some(r) if r.auto_remove => self.anonymous_volumes(id)?,
+            _ => Vec::new(),
+        };
         let mut first_error = None;
         for dir in [self.paths.bundle_dir(id), self.paths.container_dir(id)] {
             match fs::remove_dir_all(&dir) {
@@ -329,6 +334,7 @@ impl Store {
             if let Some(record) = &record {
                 self.container_event(record, "remove", None);
             }
+            self.remove_unused_volumes(&anonymous)?;
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -56,6 +56,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE containers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;",
     // 4: `pause` without a cgroup freezer: the processes are stopped, the state stays running.
     "ALTER TABLE containers ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;",
+    "-- 5: volumes, and which containers mount them (a volume in use cannot be removed).
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        created INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',    -- JSON object
+        options TEXT NOT NULL DEFAULT '{}',   -- JSON object: volume create --opt
+        anonymous INTEGER NOT NULL DEFAULT 0, -- an image VOLUME or -v /path: rm -v removes it
+        needs_init INTEGER NOT NULL DEFAULT 1 -- never mounted: copy-up pending
+    );
+    CREATE TABLE container_volumes (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        volume TEXT NOT NULL REFERENCES volumes(name),
+        destination TEXT NOT NULL,
+        PRIMARY KEY (container_id, destination)
+    );
+    CREATE INDEX container_volumes_by_volume ON container_volumes(volume);",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

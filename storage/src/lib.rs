@@ -17,6 +17,7 @@ mod names;
 mod paths;
 mod tarscan;
 pub mod tarsplit;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ pub use containers::{process_alive, ContainerDirs, ContainerRecord, ContainerSta
 pub use images::{normalize_name, Image};
 pub use layers::IdLimits;
 pub use paths::{PathNotice, StorageConf, StorePaths};
+pub use volumes::{valid_volume_name, NewVolume, VolumeRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,6 +79,14 @@ pub enum StoreError {
         expected: String,
         got: String,
     },
+    #[error("no volume with name {0:?} found: no such volume")]
+    NoSuchVolume(String),
+    #[error("volume with name {0} already exists: volume already exists")]
+    VolumeExists(String),
+    #[error("invalid volume name {0:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    BadVolumeName(String),
+    #[error("volume {name} is being used by the following container(s): {}: volume is being used", containers.join(", "))]
+    VolumeInUse { name: String, containers: Vec<String> },
 }
 
 impl StoreError {

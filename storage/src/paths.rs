@@ -102,6 +102,11 @@ impl StorePaths {
         self.run_root.join("containers").join(id)
     }
 
+    /// Named and anonymous volumes (see `Store::volume_dir`).
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.graph_root.join("burrow-volumes")
+    }
+
     /// Cache of things derived from the store (compiled seccomp filters, ...).
     pub fn cache_dir(&self) -> PathBuf {
         self.graph_root.join("cache")

@@ -278,25 +278,49 @@ struct MountAttr {
     userns_fd: u64,
 }
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// Makes the mount at `path` (and every mount below it) read-only. mount_setattr(2) leaves
 /// the other flags alone, so the nosuid/nodev/noexec flags a user namespace may not clear
 /// are kept (a plain MS_REMOUNT would have to repeat them).
 pub fn make_readonly(path: &Path) -> Result<(), Errno> {
+    set_mount_attrs(path, MsFlags::MS_RDONLY, true)
+}
+
+/// Sets the read-only, nosuid, nodev and noexec flags among `flags` on the mount at `path`
+/// (and the mounts below it with `recursive`), leaving its other flags alone.
+fn set_mount_attrs(path: &Path, flags: MsFlags, recursive: bool) -> Result<(), Errno> {
+    let mut attr_set = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(flag) {
+            attr_set |= attr;
+        }
+    }
+    if attr_set == 0 {
+        return Ok(());
+    }
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
+    let at_flags = if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid pointers for the duration of the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             c.as_ptr(),
-            libc::AT_RECURSIVE,
+            at_flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -335,10 +359,11 @@ fn do_mount(root: RawFd, m: &Mount, bind_source: Option<&OwnedFd>) -> Result<(),
             None::<&str>,
         )
         .map_err(|e| err(context(), e))?;
-        if flags.contains(MsFlags::MS_RDONLY) {
+        let attrs = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if flags.intersects(attrs) {
             // Reopen: the fd still names the directory under the new mount, not the mount.
             let mounted = prepare_destination(root, dest, directory)?;
-            make_readonly(&fd_path(&mounted)).map_err(|e| err(context(), e))?;
+            set_mount_attrs(&fd_path(&mounted), flags & attrs, true).map_err(|e| err(context(), e))?;
         }
     } else {
         let fs_flags = flags - MsFlags::MS_BIND - MsFlags::MS_REC;
@@ -461,7 +486,9 @@ pub fn setup_mounts(spec: &Spec, prepared: &Prepared) -> Result<(), SetupError> 
     let mut dev_done = false;
     for (m, source) in spec.mounts().iter().flatten().zip(&prepared.bind_sources) {
         do_mount(root_fd, m, source.as_ref())?;
-        if m.destination() == Path::new("/dev") && !dev_done {
+        // Only on burrow's own /dev tmpfs: a user's bind of a host dir there must not get
+        // device nodes and links made in it.
+        if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") && !dev_done {
             setup_dev(root_fd)?;
             dev_done = true;
         }
@@ -535,6 +562,7 @@ pub fn finish_rootfs(spec: &Spec) -> Result<(), SetupError> {
     {
         readonly_path(Path::new(path))?;
     }
+    reapply_propagation(spec)?;
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         // Only the root itself: /dev, /proc, /dev/shm and the like stay writable, as Podman.
         mount(
@@ -545,6 +573,42 @@ pub fn finish_rootfs(spec: &Spec) -> Result<(), SetupError> {
             None::<&str>,
         )
         .map_err(|e| err("making the root read-only", e))?;
+    }
+    Ok(())
+}
+
+/// pivot_to makes every mount of the new root a slave (the "." it changes is the new root's
+/// top, not the old root stacked on it), which leaves a shared mount private: set `shared`
+/// and `unbindable` again. A slave stays without a master either way: the namespace's mounts
+/// were made private before any of them, so nothing outside propagates into it.
+fn reapply_propagation(spec: &Spec) -> Result<(), SetupError> {
+    let wanted: Vec<_> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let (_, propagation, _) = parse_options(&m.options().clone().unwrap_or_default());
+            propagation
+                .intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE)
+                .then(|| (m.destination().clone(), propagation))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let root = File::open("/")
+        .map_err(|e| SetupError::new(format!("opening /: {e}"), e.raw_os_error().unwrap_or(0)))?;
+    for (dest, propagation) in wanted {
+        let target = open_in_root(root.as_raw_fd(), &dest, libc::O_PATH)
+            .map_err(|e| err(format_args!("opening {}", dest.display()), e))?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .map_err(|e| err(format_args!("setting the propagation of {}", dest.display()), e))?;
     }
     Ok(())
 }

@@ -254,6 +254,23 @@ pub fn build(opts: &SpecOptions, rootfs: &Path) -> Spec {
         .expect("spec fields are all set")
 }
 
+/// Adds the user's mounts (volumes, binds, tmpfs) to `spec`: each replaces a default mount
+/// with the same destination (`--tmpfs /dev/shm`, `-v ./hosts:/etc/hosts`), and all are
+/// ordered by depth, parents first, so that `/a/b` lands inside `/a`, not under it.
+pub fn add_mounts(spec: &mut Spec, user: &[Mount]) {
+    let clean = |p: &Path| -> PathBuf { p.components().collect() };
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.retain(|m| {
+        !user
+            .iter()
+            .any(|u| clean(u.destination()) == clean(m.destination()))
+    });
+    mounts.extend(user.iter().cloned());
+    // Stable: defaults keep their order (/dev before /dev/pts) among equal depths.
+    mounts.sort_by_key(|m| clean(m.destination()).components().count());
+    spec.set_mounts(Some(mounts));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +350,40 @@ mod tests {
         assert!(!pts.options().as_ref().unwrap().contains(&"gid=5".to_string()));
         let ns = spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
         assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn user_mounts_replace_defaults_and_come_parents_first() {
+        let mut spec = build(&options(), Path::new("/r"));
+        add_mounts(
+            &mut spec,
+            &[
+                mount("/data/sub", "bind", "/h/sub", &["rbind"]),
+                mount("/data", "bind", "/h", &["rbind"]),
+                mount("/dev/shm/", "tmpfs", "tmpfs", &["size=1k"]),
+            ],
+        );
+        let mounts = spec.mounts().as_ref().unwrap();
+        let dests: Vec<_> = mounts.iter().map(|m| m.destination().to_str().unwrap()).collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/sys",
+                "/data",
+                "/dev/pts",
+                "/dev/mqueue",
+                "/etc/hosts",
+                "/data/sub",
+                "/dev/shm/"
+            ]
+        );
+        let shm: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.destination().starts_with("/dev/shm"))
+            .collect();
+        assert_eq!(shm.len(), 1, "the default /dev/shm is replaced");
     }
 
     #[test]

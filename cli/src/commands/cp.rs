@@ -158,7 +158,7 @@ fn place(dest: &str, source: &Source, overwrite: bool) -> Result<(PathBuf, Strin
 }
 
 /// Writes `path` as a tar whose top entry is `name` (empty: its contents at the top).
-fn pack(path: &str, name: &str, owner: Option<(u32, u32)>, out: impl Write) -> io::Result<()> {
+pub(crate) fn pack(path: &str, name: &str, owner: Option<(u32, u32)>, out: impl Write) -> io::Result<()> {
     let keep = |u: u32, g: u32| owner.unwrap_or((u, g));
     let mut tar = TarWriter::new(out);
     let src = Path::new(path.trim_end_matches("/."));
@@ -172,7 +172,7 @@ fn pack(path: &str, name: &str, owner: Option<(u32, u32)>, out: impl Write) -> i
 
 /// Unpacks the tar `input` into `dir` (owners and xattrs kept with `owners`), then reads
 /// what follows the archive's end, so that the writer never sees a broken pipe.
-fn unpack(input: impl Read, dir: &Path, owners: bool) -> io::Result<()> {
+pub(crate) fn unpack(input: impl Read, dir: &Path, owners: bool) -> io::Result<()> {
     let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(owners);
@@ -185,7 +185,7 @@ fn unpack(input: impl Read, dir: &Path, owners: bool) -> io::Result<()> {
 }
 
 /// An I/O error as Go's errors read (`no such file or directory`).
-fn io_text(e: &io::Error) -> String {
+pub(crate) fn io_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
         None => e.to_string(),

@@ -141,6 +141,24 @@ pub struct CreateArgs {
     /// Write the container ID to the file
     #[arg(long, value_name = "FILE")]
     pub(crate) cidfile: Option<PathBuf>,
+    /// Bind mount a volume into the container: [SOURCE:]DEST[:OPTIONS], SOURCE a host path or a
+    /// volume name; options ro, rw, U, O, z, Z (accepted; no SELinux), nosuid, nodev, noexec,
+    /// [r]bind, [r]shared, [r]slave, [r]private, nocopy
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]DEST[:OPTIONS]")]
+    pub(crate) volume: Vec<String>,
+    /// Attach a filesystem mount to the container: type=bind|volume|tmpfs|image|devpts,source=,target=,...
+    #[arg(long = "mount", value_name = "type=TYPE,KEY=VALUE")]
+    pub(crate) mount: Vec<String>,
+    /// Mount a temporary filesystem (tmpfs) into a container
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub(crate) tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|rw]
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:OPTIONS]")]
+    pub(crate) volumes_from: Vec<String>,
+    /// When running --read-only, mount read-write tmpfs on /run, /tmp and /var/tmp
+    #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) read_only_tmpfs: bool,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -413,6 +431,8 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         bail!("the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\"");
     }
     warn_unenforceable_limits(args);
+    let mount_request =
+        super::mounts::MountRequest::parse(&args.volume, &args.mount, &args.tmpfs, &args.volumes_from)?;
     if args.rootfs && args.userns.is_some() {
         bail!("--rootfs cannot be combined with --userns");
     }
@@ -591,6 +611,12 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             }
             (None, None) => unreachable!("a container has an image or a rootfs"),
         };
+        if let (Some((uids, gids)), RootfsSource::Overlay { upper, .. }) = (&nested, &rootfs_source) {
+            // The upper dir's owner is the root's: the nested root's, as in the image, so that
+            // it can make mount points there even when burrow's root is not mapped (--uidmap).
+            std::os::unix::fs::lchown(upper, to_nested_storage(uids, 0), to_nested_storage(gids, 0))
+                .with_context(|| format!("giving {} to the container's root", upper.display()))?;
+        }
         let tty_gid_mapped = match &nested {
             Some((_, gids)) => gids.iter().any(|m| m.inside <= 5 && 5 - m.inside < m.count),
             None => engine.userns.gid_map.is_empty() || idmap::id_count(&engine.userns.gid_map) > 5,
@@ -617,6 +643,27 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         };
         let mut spec = spec::build(&options, &dirs.bundle.join("rootfs"));
         apply_mask_options(&mut spec, &security);
+        let owner = match &nested {
+            Some((uids, gids)) => (
+                to_nested_storage(uids, user.uid).unwrap_or(user.uid),
+                to_nested_storage(gids, user.gid).unwrap_or(user.gid),
+            ),
+            None => (user.uid, user.gid),
+        };
+        let (user_mounts, oci_mounts) = super::mounts::resolve(
+            store,
+            &mount_request,
+            &super::mounts::Target {
+                id: &record.id,
+                bundle: &dirs.bundle,
+                rootfs: &rootfs_source,
+                owner,
+                image_volumes: config.and_then(|c| c.volumes().clone()).unwrap_or_default(),
+                read_only_tmpfs: args.read_only && args.read_only_tmpfs,
+                nested: nested.is_some(),
+            },
+        )?;
+        spec::add_mounts(&mut spec, &oci_mounts);
         if !annotations.is_empty() {
             spec.set_annotations(Some(annotations.clone().into_iter().collect()));
         }
@@ -639,6 +686,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             add_hosts: args.add_host.clone(),
             labels: labels.clone(),
             log: log.clone(),
+            mounts: user_mounts,
             join_network: join_network.clone(),
         };
         crate::launch::save(store, &record.id, &launch)?;
@@ -650,8 +698,8 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
     match result {
         Ok(launch) => Ok((record, launch)),
         Err(e) => {
-            // Nothing half-made stays behind.
-            let _ = store.remove_container(&record.id);
+            // Nothing half-made stays behind (anonymous volumes made for it included).
+            let _ = store.remove_container_and_volumes(&record.id);
             Err(e)
         }
     }

@@ -82,6 +82,8 @@ struct StateData {
 struct MountData {
     #[serde(rename = "Type")]
     kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
     source: String,
     destination: String,
     driver: String,
@@ -146,6 +148,10 @@ struct HostConfigData {
     #[serde(rename = "UTSMode")]
     uts_mode: String,
     userns_mode: String,
+    /// `SOURCE:DEST:OPTIONS` of each volume and bind mount (a volume by its name).
+    binds: Vec<String>,
+    /// tmpfs mounts: destination -> options.
+    tmpfs: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -333,7 +339,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
         bounding_caps: capabilities::names(caps.bounding()),
         exec_ids: Vec::new(),
         graph_driver,
-        mounts: user_mounts(&l, &dirs.bundle),
+        mounts: user_mounts(store, &l, &dirs.bundle),
         dependencies: Vec::new(),
         network_settings: NetworkSettings {
             endpoint_id: String::new(),
@@ -395,12 +401,76 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             } else {
                 String::new()
             },
+            binds: binds(&l),
+            tmpfs: l
+                .mounts
+                .iter()
+                .filter(|m| m.kind == super::mounts::MountKind::Tmpfs)
+                .map(|m| (m.destination.clone(), m.options.join(",")))
+                .collect(),
         },
     })
 }
 
-/// The spec's bind mounts the user asked for (volumes): not burrow's own /etc files.
-fn user_mounts(l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
+/// HostConfig.Binds: volumes and bind mounts as `-v` would give them.
+fn binds(l: &Launch) -> Vec<String> {
+    use super::mounts::MountKind;
+    l.mounts
+        .iter()
+        .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Volume | MountKind::Overlay))
+        .map(|m| {
+            let mut options = vec![if m.read_only() { "ro" } else { "rw" }.to_string()];
+            options.extend(m.options.iter().filter(|o| *o != "ro" && *o != "rw").cloned());
+            if m.kind == MountKind::Overlay {
+                options.push("O".into());
+            }
+            format!("{}:{}:{}", m.source, m.destination, options.join(","))
+        })
+        .collect()
+}
+
+/// The volumes and bind mounts the user asked for, as Podman lists them (not burrow's own
+/// /etc files, nor tmpfs mounts).
+fn user_mounts(store: &Store, l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
+    use super::mounts::MountKind;
+    if !l.mounts.is_empty() {
+        let oci: Vec<_> = l.spec.mounts().iter().flatten().collect();
+        return l
+            .mounts
+            .iter()
+            .filter(|m| matches!(m.kind, MountKind::Bind | MountKind::Volume | MountKind::Overlay))
+            .map(|m| {
+                let spec_options = oci
+                    .iter()
+                    .find(|o| o.destination() == std::path::Path::new(&m.destination))
+                    .and_then(|o| o.options().clone())
+                    .unwrap_or_default();
+                let volume = m.kind == MountKind::Volume;
+                MountData {
+                    kind: if volume { "volume".into() } else { "bind".into() },
+                    name: volume.then(|| m.source.clone()),
+                    source: if volume {
+                        store.volume_data(&m.source).display().to_string()
+                    } else {
+                        m.source.clone()
+                    },
+                    destination: m.destination.clone(),
+                    driver: if volume { "local".into() } else { String::new() },
+                    mode: String::new(),
+                    rw: !m.read_only(),
+                    propagation: spec_options
+                        .iter()
+                        .find(|o| o.ends_with("private") || o.ends_with("shared") || o.ends_with("slave"))
+                        .cloned()
+                        .unwrap_or_else(|| "rprivate".into()),
+                    options: spec_options
+                        .into_iter()
+                        .filter(|o| matches!(o.as_str(), "bind" | "rbind" | "nosuid" | "nodev" | "noexec"))
+                        .collect(),
+                }
+            })
+            .collect();
+    }
     l.spec
         .mounts()
         .iter()
@@ -415,6 +485,7 @@ fn user_mounts(l: &Launch, bundle: &std::path::Path) -> Vec<MountData> {
             let options = m.options().clone().unwrap_or_default();
             MountData {
                 kind: "bind".into(),
+                name: None,
                 source: m
                     .source()
                     .as_ref()

@@ -44,6 +44,9 @@ mod treetar;
 mod unshare;
 mod wait;
 
+pub mod mounts;
+mod volume;
+
 use crate::GlobalOptions;
 
 // The `--format` engine (cli/src/format.rs), declared here so that main.rs need not change.
@@ -148,6 +151,9 @@ pub enum Command {
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Runs a command; returns the exit code.
@@ -192,6 +198,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Unshare(args) => unshare::unshare(args, global),
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
+        Command::Volume(cmd) => volume::volume(cmd, global),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

@@ -25,7 +25,7 @@ pub struct PsArgs {
     /// Print the n last created containers (all states)
     #[arg(short = 'n', long)]
     last: Option<usize>,
-    /// Filter output based on conditions given (status=, name=, id=, exited=, ancestor=, label=)
+    /// Filter output based on conditions given (status=, name=, id=, exited=, ancestor=, label=, volume=)
     #[arg(short = 'f', long)]
     filter: Vec<String>,
     /// Pretty-print containers to JSON or using a Go template
@@ -118,7 +118,15 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
                 None => labels.contains_key(value),
             }
         }
-        _ => bail!("invalid filter {key:?}: burrow supports status, name, id, exited, ancestor, label"),
+        // A volume's name or a mount's destination, as Podman's.
+        "volume" => crate::launch::summary(c)
+            .map(|l| l.mounts)
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.source == value || m.destination == value),
+        _ => {
+            bail!("invalid filter {key:?}: burrow supports status, name, id, exited, ancestor, label, volume")
+        }
     })
 }
 

@@ -56,7 +56,11 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             }
             // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
             super::mount::release(store, &c);
-            store.remove_container(&c.id)?;
+            if args.volumes {
+                store.remove_container_and_volumes(&c.id)?;
+            } else {
+                store.remove_container(&c.id)?;
+            }
             Ok(c.id)
         });
         match result {

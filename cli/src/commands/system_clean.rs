@@ -19,7 +19,7 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
-    /// Prune volumes (burrow has none yet: accepted for Podman's scripts)
+    /// Prune volumes not used by at least one container
     #[arg(long)]
     volumes: bool,
     /// Provide filter values (e.g. 'label=<key>=<value>')
@@ -97,10 +97,32 @@ pub fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
     }
     let (removed_images, bytes) = prune_images(store, args.all, &mut errors)?;
     reclaimed += bytes;
+    let mut removed_volumes = Vec::new();
+    if args.volumes {
+        for v in store.volumes()? {
+            if !store.volume_users(&v.name)?.is_empty() {
+                continue;
+            }
+            let size = disk_usage(&store.volume_data(&v.name));
+            match store.remove_volume(&v.name) {
+                Ok(()) => {
+                    reclaimed += size;
+                    removed_volumes.push(v.name);
+                }
+                Err(e) => errors.push(format!("removing volume {}: {e}", v.name)),
+            }
+        }
+    }
     if !removed_containers.is_empty() {
         println!("Deleted Containers");
         for id in &removed_containers {
             println!("{id}");
+        }
+    }
+    if !removed_volumes.is_empty() {
+        println!("Deleted Volumes");
+        for name in &removed_volumes {
+            println!("{name}");
         }
     }
     if !removed_images.is_empty() {
@@ -197,6 +219,7 @@ const OWN_ENTRIES: &[&str] = &[
     "layers",
     "layers.lock",
     "containers",
+    "burrow-volumes",
     "tmp",
     "cache",
     "events.log",

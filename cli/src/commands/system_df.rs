@@ -102,6 +102,22 @@ fn usage(store: &Store) -> Result<(Usage, ContainerUsage)> {
     ))
 }
 
+/// Volumes: (total, in use, bytes, bytes of the unused ones).
+fn volume_usage(store: &burrow_storage::Store) -> Result<(usize, usize, u64, u64)> {
+    let (mut total, mut active, mut size, mut reclaimable) = (0, 0, 0, 0);
+    for v in store.volumes()? {
+        let bytes = disk_usage(&store.volume_data(&v.name));
+        total += 1;
+        size += bytes;
+        if store.volume_users(&v.name)?.is_empty() {
+            reclaimable += bytes;
+        } else {
+            active += 1;
+        }
+    }
+    Ok((total, active, size, reclaimable))
+}
+
 fn percent(part: u64, whole: u64) -> u64 {
     if whole == 0 {
         0
@@ -120,7 +136,7 @@ pub fn df(args: DfArgs, global: &GlobalOptions) -> Result<i32> {
     let rows: Vec<serde_json::Value> = [
         ("Images", u.images),
         ("Containers", u.containers),
-        ("Local Volumes", (0, 0, 0, 0)),
+        ("Local Volumes", volume_usage(store)?),
     ]
     .into_iter()
     .map(|(kind, (total, active, size, reclaimable))| {
