@@ -169,7 +169,12 @@ fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
             _ => anyhow::bail!("invalid filter {f:?}: burrow's container prune supports until= and label="),
         }
     }
-    if !args.force && !ctrutil::confirm("WARNING! This will remove all non running containers.")? {
+    if !args.force
+        && !ctrutil::confirm(&format!(
+            "WARNING! This will remove all non running containers.\n{}",
+            ctrutil::ARE_YOU_SURE
+        ))?
+    {
         return Ok(0);
     }
     let engine = Engine::open(global)?;

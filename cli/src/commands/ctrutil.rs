@@ -72,10 +72,14 @@ pub fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Asks "Are you sure" as Podman's prune commands do; true for yes.
-pub fn confirm(question: &str) -> Result<bool> {
+/// The last line of Podman's prompts before it removes things.
+pub const ARE_YOU_SURE: &str = "Are you sure you want to continue? [y/N] ";
+
+/// Prints `prompt` (ending in [`ARE_YOU_SURE`]) and reads the answer: true for y/yes. EOF is an
+/// error (125), as Podman's.
+pub fn confirm(prompt: &str) -> Result<bool> {
     use std::io::{BufRead, Write};
-    print!("{question}\nAre you sure you want to continue? [y/N] ");
+    print!("{prompt}");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     if std::io::stdin().lock().read_line(&mut answer)? == 0 {
@@ -85,5 +89,5 @@ pub fn confirm(question: &str) -> Result<bool> {
         }
         .into());
     }
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }

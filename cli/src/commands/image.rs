@@ -1,14 +1,12 @@
 //! `burrow image SUBCOMMAND`: the image commands under one noun (Podman's `podman image`),
 //! plus `exists` and `prune`, which live only here.
 
-use std::io::{BufRead, Write};
-
 use anyhow::Result;
 
+use super::ctrutil;
 use super::imageutil::containers_of;
 use super::{history, images, import, inspect, load, rmi, save, tag};
 use crate::context::Engine;
-use crate::exit::ExitError;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
@@ -83,17 +81,8 @@ fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
         } else {
             "all dangling images"
         };
-        print!("WARNING! This command removes {what}.\nAre you sure you want to continue? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        if std::io::stdin().lock().read_line(&mut answer)? == 0 {
-            return Err(ExitError {
-                code: 125,
-                message: "EOF".into(),
-            }
-            .into());
-        }
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        let prompt = format!("WARNING! This command removes {what}.\n{}", ctrutil::ARE_YOU_SURE);
+        if !ctrutil::confirm(&prompt)? {
             return Ok(0);
         }
     }

@@ -1,14 +1,12 @@
 //! `burrow system prune` and `burrow system reset`: removing what is unused, or everything.
 
-use std::io::{BufRead, Write};
-
 use anyhow::Result;
 use burrow_storage::{ContainerState, Store};
 
+use super::ctrutil;
 use super::format::human_size;
 use super::system_df::disk_usage;
 use crate::context::Engine;
-use crate::exit::ExitError;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Args)]
@@ -37,22 +35,6 @@ pub struct ResetArgs {
     force: bool,
 }
 
-/// Asks `question` on stdout and reads the answer: true for y/yes. EOF is an error (125),
-/// as Podman's.
-fn confirm(question: &str) -> Result<bool> {
-    print!("{question}");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer)? == 0 {
-        return Err(ExitError {
-            code: 125,
-            message: "EOF".into(),
-        }
-        .into());
-    }
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
-}
-
 pub fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
     if !args.filter.is_empty() {
         anyhow::bail!("system prune --filter is not supported yet");
@@ -70,9 +52,10 @@ pub fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
             "\t- all dangling images\n\t- all dangling build cache"
         };
         let question = format!(
-            "WARNING! This command removes:\n\t- all stopped containers\n\t- all networks not used by at least one container{volumes}\n{images}\n\nAre you sure you want to continue? [y/N] "
+            "WARNING! This command removes:\n\t- all stopped containers\n\t- all networks not used by at least one container{volumes}\n{images}\n\n{}",
+            ctrutil::ARE_YOU_SURE
         );
-        if !confirm(&question)? {
+        if !ctrutil::confirm(&question)? {
             return Ok(0);
         }
     }
@@ -184,9 +167,10 @@ fn report(mut errors: Vec<String>) -> Result<i32> {
 
 pub fn reset(args: ResetArgs, global: &GlobalOptions) -> Result<i32> {
     if !args.force
-        && !confirm(
-            "WARNING! This will remove:\n        - all containers\n        - all pods\n        - all images\n        - all networks\n        - all build cache\n        - all machines\n        - all volumes\nAre you sure you want to continue? [y/N] ",
-        )?
+        && !ctrutil::confirm(&format!(
+            "WARNING! This will remove:\n        - all containers\n        - all pods\n        - all images\n        - all networks\n        - all build cache\n        - all machines\n        - all volumes\n{}",
+            ctrutil::ARE_YOU_SURE
+        ))?
     {
         return Ok(0);
     }

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use burrow_storage::{NewVolume, Store, StoreError, VolumeRecord};
 use serde_json::Value;
 
+use super::ctrutil;
 use super::format::{self, Format};
 use crate::context::Engine;
 use crate::exit::ExitError;
@@ -335,20 +336,6 @@ fn ls(store: &Store, args: LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn confirm(question: &str) -> Result<bool> {
-    print!("{question}");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer)? == 0 {
-        return Err(ExitError {
-            code: 125,
-            message: "EOF".into(),
-        }
-        .into());
-    }
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
-}
-
 fn prune(store: &Store, args: PruneArgs) -> Result<i32> {
     let mut unused = Vec::new();
     for v in store.volumes()? {
@@ -364,8 +351,8 @@ fn prune(store: &Store, args: PruneArgs) -> Result<i32> {
             question.push_str(name);
             question.push('\n');
         }
-        question.push_str("Are you sure you want to continue? [y/N] ");
-        if !confirm(&question)? {
+        question.push_str(ctrutil::ARE_YOU_SURE);
+        if !ctrutil::confirm(&question)? {
             return Ok(0);
         }
     }
