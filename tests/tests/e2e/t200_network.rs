@@ -813,6 +813,26 @@ fn netstack_published_port_takes_500_concurrent_connections() {
     }
 }
 
+/// Half-close from the container: the host server reads to the container's FIN, and only then
+/// answers on the still-open other half. (From the host's side, see the published-port test:
+/// its client shuts down writing and reads the reply the container sends afterwards.)
+#[test]
+fn netstack_carries_a_half_close_from_the_container() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        s.write_all(format!("after-eof:{got}").as_bytes()).unwrap();
+    });
+    let ns = Netns::new();
+    let stack = start_stack(None, &ns, &config(true, ""), &[]);
+    stack.assert_ready();
+    let lines = ns.run_helper(&format!("tcp-client 10.0.2.2:{port} half"));
+    assert_eq!(lines, vec!["reply after-eof:half"], "{}", stack.log());
+}
+
 #[test]
 fn netstack_carries_resets_both_ways() {
     // The host server resets: the client in the container sees the reset.
