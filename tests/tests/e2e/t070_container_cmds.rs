@@ -188,7 +188,21 @@ fn pause_stops_every_process_and_unpause_continues_them() {
         "sleep 300 & exec sleep 301",
     ])
     .success();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both sleeps exist before the pause (the shell starts them a moment after run -d returns).
+    let states_are = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = env.run(&["top", "p", "args", "state"]);
+            let lines: Vec<String> = out.stdout.lines().skip(1).map(str::to_string).collect();
+            let sleeps = lines.iter().filter(|l| l.contains("sleep 30")).count();
+            if sleeps == 2 && lines.iter().all(|l| l.trim_end().ends_with(want)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never all {want}: {out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    states_are("S");
     env.run(&["pause", "p"]).success();
     let ps = env.run(&["ps", "--format", "{{.Names}} {{.Status}} {{.State}}"]);
     assert_eq!(ps.success().stdout, "p Paused paused\n");
@@ -196,18 +210,12 @@ fn pause_stops_every_process_and_unpause_continues_them() {
         inspect(&env, "p", "{{.State.Status}} {{.State.Paused}}"),
         "paused true"
     );
-    let states = env.run(&["top", "p", "state"]);
-    let lines: Vec<&str> = states.success().stdout.lines().skip(1).map(str::trim).collect();
-    assert!(!lines.is_empty() && lines.iter().all(|s| *s == "T"), "{states}");
+    states_are("T");
     let refused = env.run(&["exec", "p", "true"]);
     assert_eq!(refused.code, 125, "{refused}");
     assert_eq!(env.run(&["pause", "p"]).code, 125);
     env.run(&["unpause", "p"]).success();
-    let states = env.run(&["top", "p", "state"]);
-    assert!(
-        states.success().stdout.lines().skip(1).all(|s| s.trim() == "S"),
-        "{states}"
-    );
+    states_are("S");
     assert_eq!(env.run(&["unpause", "p"]).code, 125);
     // A paused container still goes with rm -f.
     env.run(&["pause", "p"]).success();
