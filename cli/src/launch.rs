@@ -373,6 +373,7 @@ pub fn start(
         )?),
         None => None,
     };
+    let bundle = store.container_dirs(&record.id).bundle;
     let stack: RefCell<Option<NetstackProcess>> = RefCell::new(None);
     // Before the command runs: its network, and the record that it runs (so that whatever
     // happens to us next, the store knows the pid and the next command can clean up).
@@ -380,6 +381,10 @@ pub fn start(
         if let (Some(config), Some(tap)) = (&launch.network, tap) {
             let process =
                 crate::commands::netstack::spawn(tap, config).map_err(|e| crate::exit::message(&e))?;
+            // The ports as bound (-P and port 0 get theirs from the kernel), for `port` and
+            // `inspect`.
+            let bound = serde_json::to_string(&process.published).map_err(|e| e.to_string())?;
+            fs::write(bundle.join("ports.json"), bound).map_err(|e| format!("writing ports.json: {e}"))?;
             *stack.borrow_mut() = Some(process);
         }
         store

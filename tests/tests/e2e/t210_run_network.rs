@@ -257,3 +257,71 @@ fn network_container_and_ns_join_another_namespace() {
     assert!(stopped.stderr.contains("not running"), "{stopped}");
     env.run(&["rm", "-f", "web", "late"]).success();
 }
+
+/// Reads what a server sends on connecting to 127.0.0.1:`port` (retried until it answers: the
+/// server in the container starts a moment after `run -d` returns).
+fn read_banner(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut text = String::new();
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.read_to_string(&mut text);
+        }
+        if !text.is_empty() {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no answer on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn publish_all_and_ranges_are_listed_by_port() {
+    let env = env_with_busybox();
+    env.run(&["create", "--name", "base", "bb", "true"]).success();
+    env.run(&["commit", "-q", "-c", "EXPOSE 8080/tcp", "base", "exposed"])
+        .success();
+    let first = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let range = format!("127.0.0.1:{}-{}:7000-7001", first, first + 1);
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "pp",
+        "-P",
+        "-p",
+        &range,
+        "exposed",
+        "sh",
+        "-c",
+        "(while true; do echo p8080 | nc -l -p 8080; done) & \
+         while true; do echo p7001 | nc -l -p 7001; done",
+    ])
+    .success();
+    // -P: the EXPOSEd port gets one the kernel picks, and `port` says which.
+    let picked = env.run(&["port", "pp", "8080"]);
+    let (ip, port) = picked
+        .success()
+        .stdout_trimmed()
+        .rsplit_once(':')
+        .expect("IP:PORT");
+    assert_eq!(ip, "0.0.0.0", "{picked}");
+    let port: u16 = port.parse().unwrap();
+    assert_ne!(port, 0, "{picked}");
+    assert_eq!(read_banner(port), "p8080\n");
+    // A range maps port to port.
+    let ranged = env.run(&["port", "pp", "7001"]);
+    assert_eq!(
+        ranged.success().stdout_trimmed(),
+        format!("127.0.0.1:{}", first + 1)
+    );
+    assert_eq!(read_banner(first + 1), "p7001\n");
+    let all = env.run(&["port", "pp"]);
+    assert_eq!(all.success().stdout.lines().count(), 3, "{all}");
+    env.run(&["rm", "-f", "pp", "base"]).success();
+}
