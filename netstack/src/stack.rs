@@ -109,6 +109,22 @@ pub struct StopOn {
     pub signal_fd: Option<OwnedFd>,
 }
 
+/// The context the relays work in, borrowing the stack's fields one by one (so that a relay,
+/// another field, can take it).
+macro_rules! ctx {
+    ($stack:ident, $registry:expr, $now:expr) => {
+        Ctx {
+            registry: $registry,
+            iface: &mut $stack.iface,
+            sockets: &mut $stack.sockets,
+            device: &mut $stack.device,
+            nat: &$stack.nat,
+            link: &mut $stack.link,
+            now: $now,
+        }
+    };
+}
+
 pub struct Stack {
     poll: Poll,
     device: TapDevice,
@@ -265,15 +281,7 @@ impl Stack {
                     SIGNALS | EXIT => return Ok(()),
                     token => {
                         let (kind, index) = Kind::of(token);
-                        let mut ctx = Ctx {
-                            registry,
-                            iface: &mut self.iface,
-                            sockets: &mut self.sockets,
-                            device: &mut self.device,
-                            nat: &self.nat,
-                            link: &mut self.link,
-                            now,
-                        };
+                        let mut ctx = ctx!(self, registry, now);
                         match kind {
                             k if k == Kind::TcpFlow as usize => self.tcp.on_event(index, event),
                             k if k == Kind::UdpFlow as usize => self.udp.on_readable(&mut ctx, index),
@@ -292,29 +300,13 @@ impl Stack {
             let smol_now = self.smol_now();
             self.iface.poll(smol_now, &mut self.device, &mut self.sockets);
             {
-                let mut ctx = Ctx {
-                    registry,
-                    iface: &mut self.iface,
-                    sockets: &mut self.sockets,
-                    device: &mut self.device,
-                    nat: &self.nat,
-                    link: &mut self.link,
-                    now,
-                };
+                let mut ctx = ctx!(self, registry, now);
                 self.tcp.pump(&mut ctx);
             }
             self.iface.poll(smol_now, &mut self.device, &mut self.sockets);
             if now >= next_sweep {
                 next_sweep = now + SWEEP;
-                let mut ctx = Ctx {
-                    registry,
-                    iface: &mut self.iface,
-                    sockets: &mut self.sockets,
-                    device: &mut self.device,
-                    nat: &self.nat,
-                    link: &mut self.link,
-                    now,
-                };
+                let mut ctx = ctx!(self, registry, now);
                 self.udp.sweep(&mut ctx);
                 self.echo.sweep(&mut ctx);
                 self.forwards.sweep(now);
@@ -366,15 +358,7 @@ impl Stack {
 
     /// Relays what the frame carries; true when smoltcp must see it too.
     fn relay(&mut self, registry: &Registry, now: Instant, data: &[u8]) -> bool {
-        let mut ctx = Ctx {
-            registry,
-            iface: &mut self.iface,
-            sockets: &mut self.sockets,
-            device: &mut self.device,
-            nat: &self.nat,
-            link: &mut self.link,
-            now,
-        };
+        let mut ctx = ctx!(self, registry, now);
         match packet::classify(data, &self.nat.slirp) {
             Ingress::Stack => true,
             Ingress::TcpSyn { src, dst } => {
@@ -403,15 +387,7 @@ impl Stack {
     }
 
     fn shutdown(&mut self, registry: &Registry) {
-        let mut ctx = Ctx {
-            registry,
-            iface: &mut self.iface,
-            sockets: &mut self.sockets,
-            device: &mut self.device,
-            nat: &self.nat,
-            link: &mut self.link,
-            now: Instant::now(),
-        };
+        let mut ctx = ctx!(self, registry, Instant::now());
         self.tcp.abort_all(&mut ctx);
         // Send the container its RSTs, best effort.
         let now = self.smol_now();

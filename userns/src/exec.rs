@@ -182,17 +182,15 @@ pub fn exec(opts: &ExecOptions) -> Result<Launched, RuntimeError> {
                 }
                 _ => None,
             };
-            let mut report = String::new();
-            let _ = File::from(report_r).read_to_string(&mut report);
-            if !report.is_empty() || !got_pid {
+            let report = crate::process::read_report(report_r, "exec");
+            if report.is_some() || !got_pid {
                 if got_pid {
                     let _ = nix::sys::wait::waitpid(pid, None);
                 }
-                let failure: ChildFailure = serde_json::from_str(&report).unwrap_or(ChildFailure {
-                    message: format!("exec setup failed: {report}"),
+                return Err(RuntimeError::Child(report.unwrap_or(ChildFailure {
+                    message: "exec setup failed before the process started".into(),
                     exit_code: 125,
-                });
-                return Err(RuntimeError::Child(failure));
+                })));
             }
             if terminal && pty_master.is_none() {
                 return Err(kill_child(RuntimeError::Terminal(

@@ -351,14 +351,8 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
     }
     drop(sync_w);
 
-    let mut report = String::new();
-    let _ = File::from(report_r).read_to_string(&mut report);
-    if !report.is_empty() {
+    if let Some(failure) = read_report(report_r, "container") {
         let _ = nix::sys::wait::waitpid(pid, None);
-        let failure: ChildFailure = serde_json::from_str(&report).unwrap_or(ChildFailure {
-            message: format!("container setup failed: {report}"),
-            exit_code: 125,
-        });
         return Err(RuntimeError::Child(failure));
     }
     if terminal && pty_master.is_none() {
@@ -391,6 +385,20 @@ pub(crate) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
         }
     }
     None
+}
+
+/// Reads the child's report pipe to its end (it closes on exec): a failure it reported before
+/// exec, if any. `what` names the process in a report that is not the expected JSON.
+pub(crate) fn read_report(report_r: OwnedFd, what: &str) -> Option<ChildFailure> {
+    let mut report = String::new();
+    let _ = File::from(report_r).read_to_string(&mut report);
+    if report.is_empty() {
+        return None;
+    }
+    Some(serde_json::from_str(&report).unwrap_or(ChildFailure {
+        message: format!("{what} setup failed: {report}"),
+        exit_code: 125,
+    }))
 }
 
 pub(crate) fn send_fd(sock: &OwnedFd, fd: RawFd) -> Result<(), SetupError> {
