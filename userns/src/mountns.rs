@@ -12,7 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -134,18 +134,7 @@ fn holder_main(ready: OwnedFd) -> ! {
         unsafe { libc::_exit(1) }
     }
     let _ = File::from(ready).write_all(&std::process::id().to_ne_bytes());
-    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
-    // SAFETY: close everything above stderr; nothing else uses them in this process.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    let _ = nix::unistd::chdir("/");
-    loop {
-        nix::unistd::pause();
-    }
+    crate::pause::hold_forever()
 }
 
 /// Whether `target` is a mount point in the calling process' mount namespace.

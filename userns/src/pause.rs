@@ -202,8 +202,13 @@ fn pause_main(ready: OwnedFd) -> ! {
         // SAFETY: _exit is always safe.
         unsafe { libc::_exit(1) };
     }
-    // Hold no file of the caller's open: a test harness reading our parent's stdout would
-    // otherwise wait for us forever.
+    hold_forever()
+}
+
+/// The rest of a holder process' life (the pause process, the mount namespace holder): it holds
+/// no file of its starter's open (a test harness reading the starter's stdout would otherwise
+/// wait for it forever), no directory busy, and sleeps until killed.
+pub(crate) fn hold_forever() -> ! {
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
