@@ -51,6 +51,9 @@ pub struct Launch {
     pub labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub log: LogOptions,
+    /// Ids of the containers started before this one (`--requires`, `--link`).
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// `--log-driver` and `--log-opt`.

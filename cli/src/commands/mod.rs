@@ -3,7 +3,7 @@
 pub mod attach;
 mod changes;
 mod commit;
-mod container;
+pub mod container;
 mod cp;
 pub mod create;
 mod ctrinspect;
@@ -18,6 +18,7 @@ mod images;
 mod imageutil;
 mod import;
 mod inspect;
+mod links;
 mod load;
 mod logs;
 mod monitor;
@@ -28,11 +29,12 @@ mod port;
 mod procs;
 mod ps;
 mod rename;
+mod restart;
 mod rm;
 mod rmi;
 mod run;
 mod save;
-mod start;
+pub mod start;
 mod stats;
 mod stop;
 mod system;
@@ -63,6 +65,8 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Stop one or more containers
     Stop(stop::StopArgs),
+    /// Restart one or more containers
+    Restart(restart::RestartArgs),
     /// Kill one or more running containers with a specific signal
     Kill(stop::KillArgs),
     /// Remove one or more containers
@@ -158,6 +162,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Start(args) => start::start(args, global),
         Command::Ps(args) => ps::ps(args, global),
         Command::Stop(args) => stop::stop(args, global),
+        Command::Restart(args) => restart::restart(args, global),
         Command::Kill(args) => stop::kill(args, global),
         Command::Rm(args) => rm::rm(args, global),
         Command::Logs(args) => logs::logs(args, global),

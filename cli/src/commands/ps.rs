@@ -37,9 +37,53 @@ pub struct PsArgs {
     /// Sort output by: command, created, id, image, names, runningfor, status
     #[arg(long, default_value = "created")]
     sort: String,
+    /// Display the total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
 }
 
-const HEADERS: &[(&str, &str)] = &[("ID", "CONTAINER ID"), ("CreatedHuman", "CREATED")];
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("CreatedHuman", "CREATED"),
+    ("SizeText", "SIZE"),
+];
+
+/// `ps -s`: what the container wrote (its upper dir) and that plus its image, as Podman's
+/// `12 B (virtual 4.27 MB)`.
+struct Sizes {
+    image_sizes: std::collections::HashMap<String, u64>,
+}
+
+impl Sizes {
+    fn new(store: &burrow_storage::Store) -> anyhow::Result<Sizes> {
+        let layers = store.layer_sizes()?;
+        let image_sizes = store
+            .images()?
+            .iter()
+            .map(|i| (i.id.clone(), super::imageutil::size(i, &layers)))
+            .collect();
+        Ok(Sizes { image_sizes })
+    }
+
+    fn of(&self, store: &burrow_storage::Store, c: &ContainerRecord) -> Value {
+        let rw = super::system_df::disk_usage(&store.container_dirs(&c.id).upper);
+        let image = c
+            .image_id
+            .as_ref()
+            .and_then(|i| self.image_sizes.get(i))
+            .copied()
+            .unwrap_or(0);
+        json!({"RwSize": rw, "RootFsSize": rw + image})
+    }
+}
+
+fn size_text(size: &Value) -> String {
+    format!(
+        "{} (virtual {})",
+        format::human_size(size["RwSize"].as_u64().unwrap_or(0)),
+        format::human_size(size["RootFsSize"].as_u64().unwrap_or(0))
+    )
+}
 
 fn status(c: &ContainerRecord) -> String {
     match c.state {
@@ -100,7 +144,10 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
         .ok_or_else(|| anyhow::anyhow!("invalid filter {filter:?}: expected KEY=VALUE"))?;
     Ok(match key {
         "status" => c.status() == value,
-        "name" => c.name.contains(value),
+        // A regular expression, as Podman's and Docker's (`name=^web$`).
+        "name" => regex::Regex::new(value)
+            .map_err(|e| anyhow::anyhow!("invalid filter name={value:?}: {e}"))?
+            .is_match(&c.name),
         "id" => c.id.starts_with(value),
         "exited" => {
             c.state == ContainerState::Exited && c.exit_code.map(|e| e.to_string()) == Some(value.to_string())
@@ -129,13 +176,25 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         engine.store.refresh_state(c)?;
     }
     let all = args.all || args.latest || args.last.is_some() || !args.filter.is_empty();
+    // As Podman: a format that shows sizes computes them.
+    let want_sizes = args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let sizes = if want_sizes {
+        Some(Sizes::new(&engine.store)?)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut kept = Vec::new();
     for c in &list {
         if !all && c.state != ContainerState::Running {
             continue;
         }
-        let r = row(c, args.no_trunc);
+        let mut r = row(c, args.no_trunc);
+        if let Some(sizes) = &sizes {
+            let size = sizes.of(&engine.store, c);
+            r["SizeText"] = Value::String(size_text(&size));
+            r["Size"] = size;
+        }
         let mut keep = true;
         for f in &args.filter {
             keep &= matches(c, &r, f)?;
@@ -176,8 +235,13 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         (Some(f), _) => f.clone(),
         (None, true) => "{{.ID}}".into(),
         (None, false) => {
-            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-                .into()
+            let mut t = String::from(
+                "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+            );
+            if args.size {
+                t.push_str("\t{{.SizeText}}");
+            }
+            t
         }
     };
     let mut format = Format::parse(&template)?;
