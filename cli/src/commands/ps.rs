@@ -114,7 +114,7 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Id": c.id,
         "Image": image,
         "ImageID": c.image_id,
-        "Command": if no_trunc { command.join(" ") } else { truncate(&command.join(" "), 17) },
+        "Command": command_column(&command.join(" "), no_trunc),
         "Created": c.created,
         "CreatedAt": format::go_time(c.created),
         "CreatedHuman": since(c.created),
@@ -128,6 +128,23 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Ports": "",
         "Restarts": c.restarts,
     })
+}
+
+/// Podman's COMMAND column; Docker's (quoted, cut at 20 with an ellipsis) as `docker`.
+fn command_column(command: &str, no_trunc: bool) -> String {
+    if !crate::docker::active() {
+        return if no_trunc {
+            command.to_string()
+        } else {
+            truncate(command, 17)
+        };
+    }
+    let quoted = format!("{command:?}");
+    if no_trunc || quoted.chars().count() <= 20 {
+        return quoted;
+    }
+    let cut: String = quoted.chars().take(19).collect();
+    format!("{cut}…")
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -104,5 +104,7 @@ fn invoked_as_docker_it_speaks_dockers_exit_codes() {
     let lines: Vec<&str> = table.success().stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[1].starts_with("web") && lines[1].contains("Up "), "{table}");
+    let command = run(&["ps", "--format", "{{.Command}}"]);
+    assert_eq!(command.success().stdout, "\"sleep 300\"\n", "Docker quotes it");
     run(&["rm", "-f", "web"]).success();
 }

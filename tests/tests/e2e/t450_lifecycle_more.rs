@@ -316,3 +316,60 @@ fn twenty_parallel_clis_get_unique_names() {
     let gone = env.run(&["rm", "-af"]);
     assert_eq!(gone.success().stdout.lines().count(), 20);
 }
+
+#[test]
+fn logs_follow_streams_while_the_container_runs() {
+    use std::io::{BufRead, BufReader, Read};
+    let env = env_with_busybox();
+    let script = "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo last";
+    env.run(&["run", "-d", "--name", "s", "bb", "sh", "-c", script])
+        .success();
+    let mut follow = env
+        .cmd(&["logs", "-f", "s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    // The container still waits for /tmp/go: this line came while it runs.
+    assert_eq!(line, "first\n");
+    assert_eq!(inspect(&env, "s", "{{.State.Status}}"), "running");
+    env.run(&["exec", "s", "touch", "/tmp/go"]).success();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(follow.wait().unwrap().success());
+    assert_eq!(rest, "last\n", "and ends with the container");
+}
+
+#[test]
+fn stop_sends_the_stop_signal_first() {
+    let env = env_with_busybox();
+    // The trap is only set after "ready" is printed: wait for it, then stop.
+    let script = "trap 'echo got-usr1; exit 0' USR1; echo ready; while true; do sleep 0.1; done";
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "--stop-signal",
+        "SIGUSR1",
+        "bb",
+        "sh",
+        "-c",
+        script,
+    ])
+    .success();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.run(&["logs", "polite"]).stdout.contains("ready") {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.run(&["stop", "-t", "30", "polite"]).success();
+    assert_eq!(
+        inspect(&env, "polite", "{{.State.ExitCode}}"),
+        "0",
+        "ended by its trap, not SIGKILL"
+    );
+    assert!(env.run(&["logs", "polite"]).stdout.contains("got-usr1"));
+}
