@@ -373,3 +373,30 @@ fn stop_sends_the_stop_signal_first() {
     );
     assert!(env.run(&["logs", "polite"]).stdout.contains("got-usr1"));
 }
+
+#[test]
+fn wait_for_other_conditions() {
+    let env = env_with_busybox();
+    env.run(&["create", "--name", "w", "bb", "sleep", "300"])
+        .success();
+    let waiter = env
+        .cmd(&["wait", "--condition", "running", "--interval", "20ms", "w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.run(&["start", "w"]).success();
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(inspect(&env, "w", "{{.State.Status}}"), "running");
+    env.run(&["pause", "w"]).success();
+    let paused = env.run(&["wait", "--condition", "paused", "w"]);
+    paused.success();
+    env.run(&["unpause", "w"]).success();
+    let bad = env.run(&["wait", "--condition", "healthy", "w"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    env.run(&["kill", "w"]).success();
+    let code = env.run(&["wait", "--condition", "exited", "w"]);
+    assert_eq!(code.success().stdout_trimmed(), "137");
+    let missing = env.run(&["wait", "--ignore", "nosuch"]);
+    assert_eq!(missing.success().stdout_trimmed(), "-1");
+}
