@@ -6,6 +6,7 @@
 # The image is the busybox test rootfs, imported into each engine. A measurement, not a test.
 #
 # Usage: sudo bench/cli.sh            RUNS=20 (after 3 warmups each), NCONT=500, BENCH_USER=burrowtest
+#        BUILT=1 sudo bench/cli.sh    uses target/release as it is (no cargo build first)
 # Each engine runs as BENCH_USER on a private store (own HOME and XDG dirs), removed at the end.
 # Podman is configured as ../shared/bench sets it up on these machines (cgroupfs, file events,
 # runc, overlay); burrow does not depend on it.
@@ -28,7 +29,7 @@ cleanup() {
   local f pid
   [[ -n $WORK ]] || return 0
   # The pause processes keep each engine's user namespace (and mounts) alive.
-  for f in "$WORK"/*/run/burrow/pause.pid "$WORK"/*/run/libpod/tmp/pause.pid; do
+  for f in "$WORK"/store-*/run/burrow/pause.pid "$WORK"/store-*/run/libpod/tmp/pause.pid; do
     pid=$(cat "$f" 2>/dev/null || true)
     if [[ $pid =~ ^[0-9]+$ ]] &&
       [[ $(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) == "$(id -u "$BENCH_USER")" ]]; then
@@ -123,8 +124,10 @@ main() {
   ensure_cargo
   ensure_user "$BENCH_USER" range
   ensure_devices
-  log "building burrow (release)"
-  (cd "$ROOT" && cargo build --release --locked --bin burrow --bin burrow-testimg)
+  if [[ ${BUILT:-0} != 1 ]]; then
+    log "building burrow (release)"
+    (cd "$ROOT" && cargo build --release --locked --bin burrow --bin burrow-testimg)
+  fi
   WORK=$(mktemp -d /tmp/bc.XXXX) # short: sockets live below it
   install -m 0755 "$ROOT/target/release/burrow" "$ROOT/target/release/burrow-testimg" "$WORK/"
   chown "$BENCH_USER" "$WORK"
@@ -139,7 +142,7 @@ main() {
     bin=$WORK/burrow
     [[ $e == burrow ]] || bin=$(command -v podman)
     log "benchmarking $e as $BENCH_USER"
-    run_as_user "$BENCH_USER" ENGINE="$e" BIN="$bin" TESTIMG="$WORK/burrow-testimg" DIR="$WORK/$e" RUNS="$RUNS" \
+    run_as_user "$BENCH_USER" ENGINE="$e" BIN="$bin" TESTIMG="$WORK/burrow-testimg" DIR="$WORK/store-$e" RUNS="$RUNS" \
       WARMUP="$WARMUP" NCONT="$NCONT" bash -c "$INNER" | sed "s/^/$e:/" >>"$WORK/results.tsv"
   done
   report "$WORK/results.tsv"
