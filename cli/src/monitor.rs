@@ -313,8 +313,9 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         }
     };
     let store = &engine.store;
-    // The monitor takes over these signals: SIGCHLD for the exit, the others are passed on
-    // to the container (systemd stopping a unit signals its main process, the monitor).
+    // The monitor takes over these signals: SIGCHLD for the exit; SIGTERM and SIGINT stop
+    // the container (systemd stopping a unit signals its main process, the monitor); the
+    // others are passed on to the container.
     let mut signals = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -393,7 +394,13 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
             pty: launched.pty_master,
             stdin: stdin_w,
         };
-        let code = pump(&sfd, pid, streams, &mut log, attach)?;
+        let stop = StopOnSignal {
+            store,
+            id,
+            signal: launch::parse_signal(&launch.stop_signal).unwrap_or(Signal::SIGTERM),
+            timeout: std::time::Duration::from_secs(launch.stop_timeout.into()),
+        };
+        let code = pump(&sfd, pid, streams, &mut log, attach, &stop)?;
         drop(launched.rootfs_mount);
         drop(network);
         store.set_exited(id, code)?;
@@ -419,6 +426,16 @@ struct Streams {
     stdin: Option<OwnedFd>,
 }
 
+/// What SIGTERM or SIGINT to the monitor means (systemd stopping the unit whose main
+/// process it is): stop the container as `burrow stop` would, its stop signal, then SIGKILL
+/// after its stop timeout, and no restart.
+struct StopOnSignal<'a> {
+    store: &'a Store,
+    id: &'a str,
+    signal: Signal,
+    timeout: std::time::Duration,
+}
+
 /// Carries the container's output to the log until it exits; returns its exit code.
 fn pump(
     sfd: &SignalFd,
@@ -431,7 +448,10 @@ fn pump(
     }: Streams,
     log: &mut LogWriter,
     mut attach: Option<AttachServer>,
+    stop: &StopOnSignal,
 ) -> anyhow::Result<i32> {
+    // When a stop asked for by signal escalates to SIGKILL.
+    let mut kill_at: Option<std::time::Instant> = None;
     // What attached clients type goes to the terminal (with -t), or the stdin pipe (-i).
     let terminal = pty.as_ref().and_then(|m| m.try_clone().ok());
     // With -t the terminal carries both streams; the pipes stay silent.
@@ -456,10 +476,20 @@ fn pump(
             fds.extend(a.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         }
         // Once the container is gone, what is left in the pipes is read without waiting.
-        let timeout = if exit_code.is_some() {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
+        let timeout = match (exit_code, kill_at) {
+            (Some(_), _) => PollTimeout::ZERO,
+            (None, Some(at)) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    kill_at = None;
+                    PollTimeout::NONE
+                } else {
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            }
+            (None, None) => PollTimeout::NONE,
         };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -506,6 +536,12 @@ fn pump(
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                     continue;
                 };
+                if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && exit_code.is_none() {
+                    let _ = stop.store.set_stop_requested(stop.id, true);
+                    let _ = kill(pid, stop.signal);
+                    kill_at.get_or_insert(std::time::Instant::now() + stop.timeout);
+                    continue;
+                }
                 if sig != Signal::SIGCHLD {
                     let _ = kill(pid, sig);
                     continue;

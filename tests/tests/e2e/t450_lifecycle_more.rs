@@ -400,3 +400,71 @@ fn wait_for_other_conditions() {
     let missing = env.run(&["wait", "--ignore", "nosuch"]);
     assert_eq!(missing.success().stdout_trimmed(), "-1");
 }
+
+#[test]
+fn the_monitor_runs_in_the_foreground_as_a_units_main_process() {
+    let env = env_with_busybox();
+    let script = "trap 'exit 7' TERM; echo ready; while true; do sleep 0.1; done";
+    let id = env
+        .run(&[
+            "create",
+            "--name",
+            "unit",
+            "--restart",
+            "always",
+            "bb",
+            "sh",
+            "-c",
+            script,
+        ])
+        .success()
+        .stdout_trimmed()
+        .to_string();
+    // As systemd would start it: no ready pipe, the monitor is the main process.
+    let mut monitor = env.cmd(&["__monitor", &id]).spawn().unwrap();
+    let pid: i32 = wait_for(&env, "unit", "{{.Pid}}", |p| p != "0").parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let parent: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(parent, monitor.id(), "the monitor is the container's parent");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.run(&["logs", "unit"]).stdout.contains("ready") {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // `systemctl stop` signals the main process: the monitor stops the container with its
+    // stop signal, and does not restart it whatever its policy.
+    unsafe { libc::kill(monitor.id() as i32, libc::SIGTERM) };
+    let status = monitor.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(inspect(&env, "unit", "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&env, "unit", "{{.State.ExitCode}}"), "7");
+    assert_eq!(inspect(&env, "unit", "{{.RestartCount}}"), "0");
+    // A container that ignores its stop signal (sleep as PID 1) is killed after its timeout.
+    let id = env
+        .run(&[
+            "create",
+            "--name",
+            "stubborn",
+            "--stop-timeout",
+            "1",
+            "bb",
+            "sleep",
+            "300",
+        ])
+        .success()
+        .stdout_trimmed()
+        .to_string();
+    let mut monitor = env.cmd(&["__monitor", &id]).spawn().unwrap();
+    wait_for(&env, "stubborn", "{{.Pid}}", |p| p != "0");
+    unsafe { libc::kill(monitor.id() as i32, libc::SIGTERM) };
+    assert!(monitor.wait().unwrap().success());
+    assert_eq!(inspect(&env, "stubborn", "{{.State.ExitCode}}"), "137");
+}
