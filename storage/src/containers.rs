@@ -378,3 +378,34 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StorePaths;
+
+    #[test]
+    fn generated_names_stay_unique_past_the_word_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StorePaths {
+            graph_root: dir.path().join("graph"),
+            run_root: dir.path().join("run"),
+        };
+        paths.create().unwrap();
+        let store = Store::open(paths).unwrap();
+        // More than the 40 x 39 adjective_noun pairs: collisions must get a number, not fail.
+        let mut names = std::collections::HashSet::new();
+        for _ in 0..1600 {
+            let c = store
+                .create_container(&NewContainer {
+                    name: None,
+                    image_id: None,
+                    auto_remove: false,
+                    config: "{}",
+                })
+                .unwrap();
+            assert!(c.name.contains('_'), "{}", c.name);
+            assert!(names.insert(c.name));
+        }
+    }
+}
