@@ -212,11 +212,15 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             r["SizeText"] = Value::String(size_text(&size));
             r["Size"] = size;
         }
-        let mut keep = true;
+        // As Podman and Docker: filters with the same key are alternatives, different keys
+        // must all hold (`-f status=exited -f status=created -f name=web`).
+        let mut by_key: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
         for f in &args.filter {
-            keep &= matches(c, &r, f)?;
+            let key = f.split_once('=').map_or(f.as_str(), |(k, _)| k);
+            let hit = matches(c, &r, f)?;
+            *by_key.entry(key).or_insert(false) |= hit;
         }
-        if keep {
+        if by_key.values().all(|&hit| hit) {
             kept.push(c.created);
             rows.push(r);
         }

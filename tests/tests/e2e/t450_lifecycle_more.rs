@@ -468,3 +468,23 @@ fn the_monitor_runs_in_the_foreground_as_a_units_main_process() {
     assert!(monitor.wait().unwrap().success());
     assert_eq!(inspect(&env, "stubborn", "{{.State.ExitCode}}"), "137");
 }
+
+#[test]
+fn ps_filters_of_one_key_are_alternatives() {
+    let env = env_with_busybox();
+    env.run(&["create", "--name", "made", "bb", "true"]).success();
+    env.run(&["run", "--name", "done", "bb", "true"]).success();
+    env.run(&["run", "-d", "--name", "up", "bb", "sleep", "300"])
+        .success();
+    let names = |filters: &[&str]| {
+        let mut args = vec!["ps", "-a", "--format", "{{.Names}}", "--sort", "names"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        env.run(&args).success().stdout.clone()
+    };
+    assert_eq!(names(&["status=created", "status=exited"]), "done\nmade\n");
+    assert_eq!(names(&["status=created", "status=exited", "name=^d"]), "done\n");
+    assert_eq!(names(&["status=running"]), "up\n");
+    env.run(&["rm", "-f", "up"]).success();
+}
