@@ -34,7 +34,7 @@ pub fn passes_container_code(command: &Command) -> bool {
         | Command::Exec(_)
         | Command::Wait(_)
         | Command::Attach(_)
-        | Command::Version => true,
+        | Command::Version(_) => true,
         Command::Start(a) => a.attaches(),
         Command::Container(c) => match c {
             ContainerCommand::Run(_)

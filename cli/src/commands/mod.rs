@@ -44,6 +44,7 @@ mod tag;
 mod top;
 mod treetar;
 mod unshare;
+mod version;
 mod wait;
 
 use crate::GlobalOptions;
@@ -148,7 +149,7 @@ pub enum Command {
     #[command(subcommand)]
     System(system::SystemCommand),
     /// Display the burrow version information
-    Version,
+    Version(version::VersionArgs),
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
@@ -197,16 +198,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Unshare(args) => unshare::unshare(args, global),
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
-        Command::Version => {
-            println!("Version:      {}", env!("CARGO_PKG_VERSION"));
-            println!(
-                "OS/Arch:      linux/{}",
-                std::env::consts::ARCH
-                    .replace("x86_64", "amd64")
-                    .replace("aarch64", "arm64")
-            );
-            Ok(0)
-        }
+        Command::Version(args) => version::version(args),
     }
 }
 

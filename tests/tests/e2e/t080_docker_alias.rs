@@ -104,6 +104,9 @@ fn invoked_as_docker_it_speaks_dockers_exit_codes() {
     let lines: Vec<&str> = table.success().stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[1].starts_with("web") && lines[1].contains("Up "), "{table}");
+    // Scripts ask the "server" for its version.
+    let version = run(&["version", "--format", "{{.Server.Version}}"]);
+    assert_eq!(version.success().stdout_trimmed(), env!("CARGO_PKG_VERSION"));
     let command = run(&["ps", "--format", "{{.Command}}"]);
     assert_eq!(command.success().stdout, "\"sleep 300\"\n", "Docker quotes it");
     run(&["rm", "-f", "web"]).success();
