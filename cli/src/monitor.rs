@@ -51,7 +51,10 @@ pub fn start_detached(
     attach: Option<OwnedFd>,
 ) -> anyhow::Result<()> {
     let store = &engine.store;
-    store.set_stop_requested(&record.id, false)?;
+    // A write less for a new container (`run -d`): it was never stopped.
+    if record.stop_requested {
+        store.set_stop_requested(&record.id, false)?;
+    }
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
     let monitor_log = store.paths.container_dir(&record.id).join("monitor.log");
     let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
