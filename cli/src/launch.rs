@@ -57,6 +57,9 @@ pub struct Launch {
     /// `--network ns:PATH` or `container:NAME`: the network namespace to join.
     #[serde(default)]
     pub join_network: Option<JoinNetwork>,
+    /// Ids of the containers started before this one (`--requires`, `--link`).
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// Another network namespace a container joins instead of getting its own.

@@ -2,13 +2,14 @@
 
 mod commands;
 mod context;
+mod docker;
 mod exit;
 mod launch;
 mod log;
 mod monitor;
 mod userspec;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::exit::ExitError;
 
@@ -49,7 +50,14 @@ struct Cli {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let docker = docker::detect();
+    let program = if docker { "docker" } else { "burrow" };
+    let parsed = Cli::command()
+        .name(program)
+        .bin_name(program)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // Usage errors exit 125, as Podman's do; help goes to stdout and exits 0.
@@ -63,7 +71,7 @@ fn main() {
                 .next()
                 .unwrap_or_default()
                 .trim_start_matches("error: ");
-            eprintln!("Error: {first}\nSee 'burrow --help'");
+            eprintln!("Error: {first}\nSee '{program} --help'");
             std::process::exit(125);
         }
     };
@@ -73,16 +81,22 @@ fn main() {
         return;
     }
     let Some(command) = cli.command else {
-        eprintln!("Error: missing command 'burrow COMMAND'\nTry 'burrow --help' for more information.");
+        eprintln!("Error: missing command '{program} COMMAND'\nTry '{program} --help' for more information.");
         std::process::exit(125);
     };
-    let code = match commands::dispatch(command, &cli.global) {
+    let container_code = docker::passes_container_code(&command);
+    let result = commands::dispatch(command, &cli.global);
+    if let Err(e) = &result {
+        eprintln!("Error: {}", exit::message(e));
+    }
+    let code = match result {
         Ok(code) => code,
-        Err(e) => {
-            let code = e.downcast_ref::<ExitError>().map_or(125, |x| x.code);
-            eprintln!("Error: {}", exit::message(&e));
-            code
-        }
+        Err(e) => e.downcast_ref::<ExitError>().map_or(125, |x| x.code),
+    };
+    let code = if docker {
+        docker::exit_code(code, container_code)
+    } else {
+        code
     };
     std::process::exit(code);
 }

@@ -20,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::attach::{AttachServer, STDERR, STDOUT};
+use crate::commands::attach::{AttachServer, ATTACH_FD, STDERR, STDOUT};
 use crate::context::Engine;
 use crate::exit::ExitError;
 use crate::launch;
@@ -42,14 +42,19 @@ pub fn log_path(store: &Store, id: &str) -> std::path::PathBuf {
 }
 
 /// Starts the monitor of a created (or exited) container and returns once the container
-/// runs; a failure to start is reported as `run` would.
+/// runs; a failure to start is reported as `run` would. With `attach`, the monitor gets
+/// that client (one end of a socket pair) before the container starts (`start -a`).
 pub fn start_detached(
     engine: &Engine,
     global: &GlobalOptions,
     record: &ContainerRecord,
+    attach: Option<OwnedFd>,
 ) -> anyhow::Result<()> {
     let store = &engine.store;
-    store.set_stop_requested(&record.id, false)?;
+    // A write less for a new container (`run -d`): it was never stopped.
+    if record.stop_requested {
+        store.set_stop_requested(&record.id, false)?;
+    }
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
     let monitor_log = store.paths.container_dir(&record.id).join("monitor.log");
     let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
@@ -66,7 +71,10 @@ pub fn start_detached(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    let ready_fd = ready_w.as_raw_fd();
+    // Above the numbers they go to in the child, so that no dup2 there overwrites the other.
+    let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
+    let ready_fd = high(&ready_w)?;
+    let attach_fd = attach.as_ref().map(high).transpose()?;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -75,11 +83,24 @@ pub fn start_detached(
             if libc::dup2(ready_fd, READY_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            if let Some(fd) = attach_fd {
+                if libc::dup2(fd, ATTACH_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
-    cmd.spawn().context("starting the container's monitor")?;
-    drop(ready_w);
+    let spawned = cmd.spawn().context("starting the container's monitor");
+    // SAFETY: both were made above, for the child only.
+    unsafe {
+        libc::close(ready_fd);
+        if let Some(fd) = attach_fd {
+            libc::close(fd);
+        }
+    }
+    spawned?;
+    drop((ready_w, attach));
     let mut report = String::new();
     File::from(ready_r).read_to_string(&mut report)?;
     match serde_json::from_str::<Ready>(&report) {
@@ -241,8 +262,43 @@ fn ready_pipe() -> Option<File> {
     is_fifo.then(|| unsafe { File::from_raw_fd(READY_FD) })
 }
 
+/// The client `start -a` connected before the container started, at ATTACH_FD, if any.
+fn early_client() -> Option<OwnedFd> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor number; fails harmlessly when it is not open.
+    let is_socket =
+        unsafe { libc::fstat(ATTACH_FD, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    if !is_socket {
+        return None;
+    }
+    // SAFETY: our starter placed the socket there for us alone; not for the container.
+    unsafe { libc::fcntl(ATTACH_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Some(unsafe { OwnedFd::from_raw_fd(ATTACH_FD) })
+}
+
+/// With `-i` and no terminal, the container's stdin is a pipe the monitor keeps open (as
+/// conmon does), so that attached clients can write to it. Puts the read end at our fd 0,
+/// which the container inherits; returns the write end.
+fn stdin_pipe() -> anyhow::Result<OwnedFd> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
+    // SAFETY: dup2 onto stdin, which we own.
+    if unsafe { libc::dup2(r.as_raw_fd(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(w)
+}
+
+/// Our fd 0 back to /dev/null once the container has its stdin.
+fn stdin_null() {
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto stdin, which we own.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+}
+
 /// `burrow __monitor ID`.
 pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
+    let mut early = early_client();
     let mut ready = ready_pipe();
     let mut say = |message: Ready| {
         if let Some(mut f) = ready.take() {
@@ -260,8 +316,9 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         }
     };
     let store = &engine.store;
-    // The monitor takes over these signals: SIGCHLD for the exit, the others are passed on
-    // to the container (systemd stopping a unit signals its main process, the monitor).
+    // The monitor takes over these signals: SIGCHLD for the exit; SIGTERM and SIGINT stop
+    // the container (systemd stopping a unit signals its main process, the monitor); the
+    // others are passed on to the container.
     let mut signals = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -296,14 +353,21 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         };
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
-        let started = match launch::start(
+        let stdin_w = if launch.interactive && !crate::commands::attach::has_terminal(&launch) {
+            Some(stdin_pipe()?)
+        } else {
+            None
+        };
+        let started = launch::start(
             store,
             &record,
             &launch,
             Some((out_w.as_raw_fd(), err_w.as_raw_fd())),
-            false,
+            stdin_w.is_some(),
             Some(std::process::id() as i32),
-        ) {
+        );
+        stdin_null();
+        let started = match started {
             Ok(s) => s,
             Err(e) => {
                 let exit_code = e.downcast_ref::<ExitError>().map_or(125, |x| x.code);
@@ -321,10 +385,25 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         let launch::Started { launched, network } = started;
         let pid = launched.pid;
         say(Ready::Running { pid: pid.as_raw() });
-        let attach = AttachServer::bind(store, id)
+        let mut attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
             .ok();
-        let code = pump(&sfd, pid, out_r, err_r, launched.pty_master, &mut log, attach)?;
+        if let (Some(server), Some(client)) = (attach.as_mut(), early.take()) {
+            server.adopt(client);
+        }
+        let streams = Streams {
+            out: out_r,
+            err: err_r,
+            pty: launched.pty_master,
+            stdin: stdin_w,
+        };
+        let stop = StopOnSignal {
+            store,
+            id,
+            signal: launch::parse_signal(&launch.stop_signal).unwrap_or(Signal::SIGTERM),
+            timeout: std::time::Duration::from_secs(launch.stop_timeout.into()),
+        };
+        let code = pump(&sfd, pid, streams, &mut log, attach, &stop)?;
         drop(launched.rootfs_mount);
         drop(network);
         store.set_exited(id, code)?;
@@ -340,17 +419,43 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
     }
 }
 
+/// The monitor's ends of the container's standard streams.
+struct Streams {
+    out: OwnedFd,
+    err: OwnedFd,
+    /// The terminal's master (with -t).
+    pty: Option<OwnedFd>,
+    /// The stdin pipe's write end (with -i and no terminal).
+    stdin: Option<OwnedFd>,
+}
+
+/// What SIGTERM or SIGINT to the monitor means (systemd stopping the unit whose main
+/// process it is): stop the container as `burrow stop` would, its stop signal, then SIGKILL
+/// after its stop timeout, and no restart.
+struct StopOnSignal<'a> {
+    store: &'a Store,
+    id: &'a str,
+    signal: Signal,
+    timeout: std::time::Duration,
+}
+
 /// Carries the container's output to the log until it exits; returns its exit code.
 fn pump(
     sfd: &SignalFd,
     pid: Pid,
-    out: OwnedFd,
-    err: OwnedFd,
-    pty: Option<OwnedFd>,
+    Streams {
+        out,
+        err,
+        pty,
+        mut stdin,
+    }: Streams,
     log: &mut LogWriter,
     mut attach: Option<AttachServer>,
+    stop: &StopOnSignal,
 ) -> anyhow::Result<i32> {
-    // What attached clients type goes to the terminal (with -t).
+    // When a stop asked for by signal escalates to SIGKILL.
+    let mut kill_at: Option<std::time::Instant> = None;
+    // What attached clients type goes to the terminal (with -t), or the stdin pipe (-i).
     let terminal = pty.as_ref().and_then(|m| m.try_clone().ok());
     // With -t the terminal carries both streams; the pipes stay silent.
     let mut streams: Vec<(OwnedFd, &str)> = vec![(out, "stdout"), (err, "stderr")];
@@ -374,10 +479,20 @@ fn pump(
             fds.extend(a.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         }
         // Once the container is gone, what is left in the pipes is read without waiting.
-        let timeout = if exit_code.is_some() {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
+        let timeout = match (exit_code, kill_at) {
+            (Some(_), _) => PollTimeout::ZERO,
+            (None, Some(at)) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    kill_at = None;
+                    PollTimeout::NONE
+                } else {
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            }
+            (None, None) => PollTimeout::NONE,
         };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -414,13 +529,22 @@ fn pump(
             streams.remove(i);
         }
         if let Some(a) = attach.as_mut() {
-            a.handle(&ready[attach_at..], terminal.as_ref().map(|t| t.as_fd()));
+            let input = terminal.as_ref().or(stdin.as_ref()).map(|t| t.as_fd());
+            if a.handle(&ready[attach_at..], input, terminal.as_ref().map(|t| t.as_fd())) {
+                stdin = None;
+            }
         }
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                     continue;
                 };
+                if matches!(sig, Signal::SIGTERM | Signal::SIGINT) && exit_code.is_none() {
+                    let _ = stop.store.set_stop_requested(stop.id, true);
+                    let _ = kill(pid, stop.signal);
+                    kill_at.get_or_insert(std::time::Instant::now() + stop.timeout);
+                    continue;
+                }
                 if sig != Signal::SIGCHLD {
                     let _ = kill(pid, sig);
                     continue;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::names::random_name;
+use crate::names::{random_digit, random_name};
 use crate::{now, random_id, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,13 @@ impl Store {
         let id = random_id();
         let mut attempts = 0;
         let name = loop {
-            let name = new.name.map(str::to_string).unwrap_or_else(random_name);
+            // Past a few collisions (1560 names: a store with hundreds of containers), a
+            // number is added, as Docker's name generator does.
+            let name = match new.name {
+                Some(n) => n.to_string(),
+                None if attempts < 5 => random_name(),
+                None => format!("{}{}", random_name(), attempts * 10 + random_digit()),
+            };
             let inserted = self.conn().execute(
                 &format!("INSERT INTO containers ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, 'created', NULL, NULL, ?5, ?6)"),
                 params![id, name, new.image_id, now(), new.auto_remove, new.config],
@@ -138,7 +144,7 @@ impl Store {
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
                     attempts += 1;
-                    if new.name.is_some() || attempts > 20 {
+                    if new.name.is_some() || attempts > 100 {
                         let owner: String = self
                             .conn()
                             .query_row("SELECT id FROM containers WHERE name = ?1", [&name], |r| r.get(0))
@@ -376,5 +382,36 @@ impl Store {
             self.container_event(&record, if paused { "pause" } else { "unpause" }, None);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StorePaths;
+
+    #[test]
+    fn generated_names_stay_unique_past_the_word_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StorePaths {
+            graph_root: dir.path().join("graph"),
+            run_root: dir.path().join("run"),
+        };
+        paths.create().unwrap();
+        let store = Store::open(paths).unwrap();
+        // More than the 40 x 39 adjective_noun pairs: collisions must get a number, not fail.
+        let mut names = std::collections::HashSet::new();
+        for _ in 0..1600 {
+            let c = store
+                .create_container(&NewContainer {
+                    name: None,
+                    image_id: None,
+                    auto_remove: false,
+                    config: "{}",
+                })
+                .unwrap();
+            assert!(c.name.contains('_'), "{}", c.name);
+            assert!(names.insert(c.name));
+        }
     }
 }

@@ -96,3 +96,10 @@ pub(crate) fn random_name() -> String {
         NAMES[(n / ADJECTIVES.len()) % NAMES.len()]
     )
 }
+
+/// 0..=9, for a name that collided.
+pub(crate) fn random_digit() -> usize {
+    let mut byte = [0u8; 1];
+    getrandom::fill(&mut byte).expect("the kernel's random source is available");
+    usize::from(byte[0]) % 10
+}

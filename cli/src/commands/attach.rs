@@ -4,14 +4,18 @@
 //! socket `attach` in the container's bundle directory (the run root is 0700). Each message
 //! is one packet whose first byte says what it is:
 //! - monitor → client: `1` stdout data, `2` stderr data (a terminal's output is stdout);
-//! - client → monitor: `0` data for the container's terminal (its input), `3` a window size
-//!   (rows, cols: two little-endian u16) for it.
+//! - client → monitor: `0` data for the container's input (its terminal, or with `-i` and no
+//!   terminal its stdin pipe), `3` a window size (rows, cols: two little-endian u16) for the
+//!   terminal, `4` end of input (the client's stdin ended: the stdin pipe is closed).
 //!
 //! Any number of clients may attach; output goes to all of them. The monitor closes them when
 //! the container exits; the client then takes the exit code from the store. Detaching
 //! (`--detach-keys`, default ctrl-p,ctrl-q) is the client's business: it just disconnects.
-//! Input needs the container's terminal (`-t`): without one, the container's stdin is
-//! /dev/null under a monitor (taking `-i` input would need a stdin pipe from the runtime).
+//! Input needs the container's terminal (`-t`) or `-i`: the monitor then keeps a pipe open on
+//! the container's stdin; otherwise the container's stdin is /dev/null.
+//!
+//! `start -a` hands the monitor one end of a socket pair at [`ATTACH_FD`]: a client attached
+//! before the container starts, so that none of its output is missed.
 //!
 //! The monitor's part (`cli/src/monitor.rs`): bind an [`AttachServer`] before `pump` and pass
 //! it in; `pump` keeps a clone of the pty master, adds [`AttachServer::fds`] to its poll set,
@@ -38,6 +42,10 @@ pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const RESIZE: u8 = 3;
+pub const CLOSE_STDIN: u8 = 4;
+
+/// Where `start -a` gives the monitor its already connected client.
+pub const ATTACH_FD: RawFd = 4;
 
 /// The attach socket of container `id`.
 pub fn socket_path(store: &Store, id: &str) -> PathBuf {
@@ -94,9 +102,20 @@ impl AttachServer {
             .collect()
     }
 
+    /// Takes a client that connected before the server existed (see [`ATTACH_FD`]).
+    pub fn adopt(&mut self, client: OwnedFd) {
+        self.clients.push(client);
+    }
+
     /// Handles what poll reported for [`AttachServer::fds`] (`ready`, in that order):
-    /// accepts clients, and passes their input and window sizes to `terminal`, if any.
-    pub fn handle(&mut self, ready: &[bool], terminal: Option<BorrowedFd>) {
+    /// accepts clients, and passes their input to `input` and window sizes to `terminal`.
+    /// Returns true when a client's input ended (the caller closes a stdin pipe).
+    pub fn handle(
+        &mut self,
+        ready: &[bool],
+        input: Option<BorrowedFd>,
+        terminal: Option<BorrowedFd>,
+    ) -> bool {
         if ready.first() == Some(&true) {
             while let Ok(fd) = accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
                 // SAFETY: accept4 returned a new descriptor that we now own.
@@ -104,6 +123,7 @@ impl AttachServer {
             }
         }
         let mut gone = Vec::new();
+        let mut input_ended = false;
         let mut buf = vec![0u8; 65537];
         for (i, client) in self.clients.iter().enumerate() {
             if ready.get(i + 1) != Some(&true) {
@@ -112,7 +132,12 @@ impl AttachServer {
             match recv(client.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(0) => gone.push(i),
                 Ok(n) => match (buf[0], terminal) {
-                    (STDIN, Some(t)) => write_all(t, &buf[1..n]),
+                    (STDIN, _) => {
+                        if let Some(i) = input {
+                            write_all(i, &buf[1..n]);
+                        }
+                    }
+                    (CLOSE_STDIN, _) => input_ended = true,
                     (RESIZE, Some(t)) if n >= 5 => {
                         let size = libc::winsize {
                             ws_row: u16::from_le_bytes([buf[1], buf[2]]),
@@ -132,6 +157,7 @@ impl AttachServer {
         for i in gone.into_iter().rev() {
             self.clients.remove(i);
         }
+        input_ended
     }
 
     /// Sends the container's output to every client; a client that cannot take it is dropped.
@@ -279,6 +305,28 @@ pub fn attach(args: AttachArgs, global: &GlobalOptions) -> Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("no containers"))?,
     };
     let (record, launch, _pid) = ctrutil::running(store, &name, "attach to")?;
+    let stdin = (has_terminal(&launch) || launch.interactive) && !args.no_stdin;
+    connect_client(store, &record, &launch, stdin, &keys)
+}
+
+/// Attaches to a running container (`start -a` of one that runs already).
+pub fn attach_to(
+    engine: &Engine,
+    record: &burrow_storage::ContainerRecord,
+    stdin: bool,
+    keys: &[u8],
+) -> Result<i32> {
+    let launch = crate::launch::load(&engine.store, record)?;
+    connect_client(&engine.store, record, &launch, stdin, keys)
+}
+
+fn connect_client(
+    store: &Store,
+    record: &burrow_storage::ContainerRecord,
+    launch: &crate::launch::Launch,
+    stdin: bool,
+    keys: &[u8],
+) -> Result<i32> {
     let path = socket_path(store, &record.id);
     let sock = socket(
         AddressFamily::Unix,
@@ -294,25 +342,43 @@ pub fn attach(args: AttachArgs, global: &GlobalOptions) -> Result<i32> {
             e.desc()
         )
     })?;
-    let tty = launch
+    client(store, &record.id, launch, &sock, stdin, keys)
+}
+
+/// Whether the container has a terminal (`-t`).
+pub fn has_terminal(launch: &crate::launch::Launch) -> bool {
+    launch
         .spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// The client's side on a connected socket: the container's output to ours, our stdin (if
+/// `forward_stdin`) to the container, until it ends (its exit code) or `keys` detach (0).
+pub fn client(
+    store: &Store,
+    id: &str,
+    launch: &crate::launch::Launch,
+    sock: &OwnedFd,
+    forward_stdin: bool,
+    keys: &[u8],
+) -> Result<i32> {
+    let tty = has_terminal(launch);
     let stdin = std::io::stdin();
     let stdin_is_tty = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false);
-    let _raw = if tty && stdin_is_tty && !args.no_stdin {
+    let _raw = if tty && stdin_is_tty && forward_stdin {
         let saved = nix::sys::termios::tcgetattr(stdin.as_fd())?;
         let mut raw = saved.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
         nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw)?;
-        send_window_size(&sock);
+        send_window_size(sock);
         Some(RawTerminal(saved))
     } else {
         None
     };
-    let mut stdin_open = tty && !args.no_stdin;
+    let mut stdin_open = forward_stdin;
     let mut matched = 0usize;
     let mut buf = vec![0u8; 65537];
     loop {
@@ -331,9 +397,15 @@ pub fn attach(args: AttachArgs, global: &GlobalOptions) -> Result<i32> {
         drop(fds);
         if stdin_open && ready.get(1) == Some(&true) {
             match nix::unistd::read(stdin.as_fd(), &mut buf[1..]) {
-                Ok(0) | Err(_) => stdin_open = false,
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    // A terminal stays open (as Podman's); a stdin pipe ends with ours.
+                    if !tty {
+                        let _ = send(sock.as_raw_fd(), &[CLOSE_STDIN], MsgFlags::MSG_NOSIGNAL);
+                    }
+                }
                 Ok(n) => {
-                    let (pass, detach) = scan_detach(&keys, &mut matched, &buf[1..1 + n]);
+                    let (pass, detach) = scan_detach(keys, &mut matched, &buf[1..1 + n]);
                     if !pass.is_empty() {
                         let mut packet = vec![STDIN];
                         packet.extend_from_slice(&pass);
@@ -358,7 +430,7 @@ pub fn attach(args: AttachArgs, global: &GlobalOptions) -> Result<i32> {
     }
     drop(_raw);
     // The container ended: its exit code, once its monitor has recorded it.
-    let c = super::stop::wait_recorded(store, &record.id)?;
+    let c = super::stop::wait_recorded(store, id)?;
     Ok(c.exit_code.unwrap_or(0))
 }
 
@@ -413,11 +485,16 @@ mod tests {
         // Input reaches the terminal (a pipe stands in for it).
         let (r, w) = nix::unistd::pipe().unwrap();
         send(b.as_raw_fd(), b"\x00typed", MsgFlags::empty()).unwrap();
-        server.handle(&[false, true], Some(w.as_fd()));
+        assert!(!server.handle(&[false, true], Some(w.as_fd()), None));
         let n = nix::unistd::read(&r, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"typed");
+        send(b.as_raw_fd(), &[CLOSE_STDIN], MsgFlags::empty()).unwrap();
+        assert!(
+            server.handle(&[false, true], Some(w.as_fd()), None),
+            "end of input is passed on"
+        );
         drop(b);
-        server.handle(&[false, true], None);
+        server.handle(&[false, true], None, None);
         assert!(server.clients.is_empty(), "a closed client is dropped");
     }
 }

@@ -5,8 +5,8 @@
 use anyhow::Result;
 
 use super::{
-    attach, commit, cp, create, ctrutil, diff, exec, inspect, logs, mount, pause, port, ps, rename, rm, run,
-    start, stats, stop, top, wait,
+    attach, commit, cp, create, ctrutil, diff, exec, inspect, logs, mount, pause, port, ps, rename, restart,
+    rm, run, start, stats, stop, top, wait,
 };
 use crate::context::Engine;
 use crate::GlobalOptions;
@@ -49,6 +49,8 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     /// Rename an existing container
     Rename(rename::RenameArgs),
+    /// Restart one or more containers
+    Restart(restart::RestartArgs),
     /// Remove one or more containers
     Rm(rm::RmArgs),
     /// Run a command in a new container
@@ -98,6 +100,7 @@ pub fn container(cmd: ContainerCommand, global: &GlobalOptions) -> Result<i32> {
         ContainerCommand::Port(a) => port::port(a, global),
         ContainerCommand::Prune(a) => prune(a, global),
         ContainerCommand::Rename(a) => rename::rename(a, global),
+        ContainerCommand::Restart(a) => restart::restart(a, global),
         ContainerCommand::Rm(a) => rm::rm(a, global),
         ContainerCommand::Run(a) => run::run(*a, global),
         ContainerCommand::Start(a) => start::start(a, global),

@@ -159,6 +159,12 @@ pub struct CreateArgs {
     #[arg(long = "read-only-tmpfs", value_name = "BOOL", num_args = 0..=1, default_value_t = true,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) read_only_tmpfs: bool,
+    /// Containers to start before this one (comma-separated names or ids)
+    #[arg(long, value_name = "CONTAINER[,CONTAINER]")]
+    pub(crate) requires: Vec<String>,
+    /// Docker's link: NAME[:ALIAS] in /etc/hosts (at the host, where its published ports are), and required
+    #[arg(long, value_name = "NAME[:ALIAS]")]
+    pub(crate) link: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -408,7 +414,17 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             bail!("network mode {other:?} is not supported by this burrow: use slirp4netns[:OPTIONS], none, host, ns:PATH or container:NAME")
         }
     };
-    for host in &args.add_host {
+    let (requires, link_hosts) = super::links::resolve(&engine.store, &args.requires, &args.link)?;
+    let mut add_hosts = args.add_host.clone();
+    add_hosts.extend(link_hosts);
+    let gateway = super::links::gateway(network, slirp.as_ref(), &args.link)?;
+    let add_hosts = super::links::host_gateway(add_hosts, &gateway)?;
+    let slirp = slirp.map(|s| SlirpConfig {
+        // A link reaches the other container's published ports on the host's loopback.
+        allow_host_loopback: s.allow_host_loopback || !args.link.is_empty(),
+        ..s
+    });
+    for host in &add_hosts {
         let valid = host
             .split_once(':')
             .is_some_and(|(h, ip)| !h.is_empty() && ip.parse::<std::net::IpAddr>().is_ok());
@@ -683,7 +699,8 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
                 search: args.dns_search.clone(),
                 options: args.dns_option.clone(),
             },
-            add_hosts: args.add_host.clone(),
+            add_hosts,
+            requires,
             labels: labels.clone(),
             log: log.clone(),
             mounts: user_mounts,

@@ -329,7 +329,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
         static_dir: container_dir.display().to_string(),
         oci_config_path: bundle_file("config.json"),
         oci_runtime: "burrow".into(),
-        name: c.name.clone(),
+        name: crate::docker::inspect_name(&c.name),
         restart_count: c.restarts,
         driver: "overlay".into(),
         mount_label: String::new(),

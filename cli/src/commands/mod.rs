@@ -3,7 +3,7 @@
 pub mod attach;
 mod changes;
 mod commit;
-mod container;
+pub mod container;
 mod cp;
 pub mod create;
 mod ctrinspect;
@@ -18,6 +18,7 @@ mod images;
 mod imageutil;
 mod import;
 mod inspect;
+mod links;
 mod load;
 mod logs;
 mod monitor;
@@ -28,11 +29,12 @@ mod port;
 mod procs;
 mod ps;
 mod rename;
+mod restart;
 mod rm;
 mod rmi;
 mod run;
 mod save;
-mod start;
+pub mod start;
 mod stats;
 mod stop;
 mod system;
@@ -42,6 +44,7 @@ mod tag;
 mod top;
 mod treetar;
 mod unshare;
+mod version;
 mod wait;
 
 pub mod mounts;
@@ -66,6 +69,8 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Stop one or more containers
     Stop(stop::StopArgs),
+    /// Restart one or more containers
+    Restart(restart::RestartArgs),
     /// Kill one or more running containers with a specific signal
     Kill(stop::KillArgs),
     /// Remove one or more containers
@@ -147,7 +152,7 @@ pub enum Command {
     #[command(subcommand)]
     System(system::SystemCommand),
     /// Display the burrow version information
-    Version,
+    Version(version::VersionArgs),
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
@@ -164,6 +169,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Start(args) => start::start(args, global),
         Command::Ps(args) => ps::ps(args, global),
         Command::Stop(args) => stop::stop(args, global),
+        Command::Restart(args) => restart::restart(args, global),
         Command::Kill(args) => stop::kill(args, global),
         Command::Rm(args) => rm::rm(args, global),
         Command::Logs(args) => logs::logs(args, global),
@@ -199,16 +205,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
         Command::Volume(cmd) => volume::volume(cmd, global),
-        Command::Version => {
-            println!("Version:      {}", env!("CARGO_PKG_VERSION"));
-            println!(
-                "OS/Arch:      linux/{}",
-                std::env::consts::ARCH
-                    .replace("x86_64", "amd64")
-                    .replace("aarch64", "arm64")
-            );
-            Ok(0)
-        }
+        Command::Version(args) => version::version(args),
     }
 }
 

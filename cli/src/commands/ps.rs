@@ -37,9 +37,53 @@ pub struct PsArgs {
     /// Sort output by: command, created, id, image, names, runningfor, status
     #[arg(long, default_value = "created")]
     sort: String,
+    /// Display the total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
 }
 
-const HEADERS: &[(&str, &str)] = &[("ID", "CONTAINER ID"), ("CreatedHuman", "CREATED")];
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("CreatedHuman", "CREATED"),
+    ("SizeText", "SIZE"),
+];
+
+/// `ps -s`: what the container wrote (its upper dir) and that plus its image, as Podman's
+/// `12 B (virtual 4.27 MB)`.
+struct Sizes {
+    image_sizes: std::collections::HashMap<String, u64>,
+}
+
+impl Sizes {
+    fn new(store: &burrow_storage::Store) -> anyhow::Result<Sizes> {
+        let layers = store.layer_sizes()?;
+        let image_sizes = store
+            .images()?
+            .iter()
+            .map(|i| (i.id.clone(), super::imageutil::size(i, &layers)))
+            .collect();
+        Ok(Sizes { image_sizes })
+    }
+
+    fn of(&self, store: &burrow_storage::Store, c: &ContainerRecord) -> Value {
+        let rw = super::system_df::disk_usage(&store.container_dirs(&c.id).upper);
+        let image = c
+            .image_id
+            .as_ref()
+            .and_then(|i| self.image_sizes.get(i))
+            .copied()
+            .unwrap_or(0);
+        json!({"RwSize": rw, "RootFsSize": rw + image})
+    }
+}
+
+fn size_text(size: &Value) -> String {
+    format!(
+        "{} (virtual {})",
+        format::human_size(size["RwSize"].as_u64().unwrap_or(0)),
+        format::human_size(size["RootFsSize"].as_u64().unwrap_or(0))
+    )
+}
 
 fn status(c: &ContainerRecord) -> String {
     match c.state {
@@ -70,7 +114,7 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Id": c.id,
         "Image": image,
         "ImageID": c.image_id,
-        "Command": if no_trunc { command.join(" ") } else { truncate(&command.join(" "), 17) },
+        "Command": command_column(&command.join(" "), no_trunc),
         "Created": c.created,
         "CreatedAt": format::go_time(c.created),
         "CreatedHuman": since(c.created),
@@ -84,6 +128,23 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Ports": "",
         "Restarts": c.restarts,
     })
+}
+
+/// Podman's COMMAND column; Docker's (quoted, cut at 20 with an ellipsis) as `docker`.
+fn command_column(command: &str, no_trunc: bool) -> String {
+    if !crate::docker::active() {
+        return if no_trunc {
+            command.to_string()
+        } else {
+            truncate(command, 17)
+        };
+    }
+    let quoted = format!("{command:?}");
+    if no_trunc || quoted.chars().count() <= 20 {
+        return quoted;
+    }
+    let cut: String = quoted.chars().take(19).collect();
+    format!("{cut}…")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -100,7 +161,10 @@ fn matches(c: &ContainerRecord, row: &Value, filter: &str) -> anyhow::Result<boo
         .ok_or_else(|| anyhow::anyhow!("invalid filter {filter:?}: expected KEY=VALUE"))?;
     Ok(match key {
         "status" => c.status() == value,
-        "name" => c.name.contains(value),
+        // A regular expression, as Podman's and Docker's (`name=^web$`).
+        "name" => regex::Regex::new(value)
+            .map_err(|e| anyhow::anyhow!("invalid filter name={value:?}: {e}"))?
+            .is_match(&c.name),
         "id" => c.id.starts_with(value),
         "exited" => {
             c.state == ContainerState::Exited && c.exit_code.map(|e| e.to_string()) == Some(value.to_string())
@@ -137,18 +201,34 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         engine.store.refresh_state(c)?;
     }
     let all = args.all || args.latest || args.last.is_some() || !args.filter.is_empty();
+    // As Podman: a format that shows sizes computes them.
+    let want_sizes = args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let sizes = if want_sizes {
+        Some(Sizes::new(&engine.store)?)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut kept = Vec::new();
     for c in &list {
         if !all && c.state != ContainerState::Running {
             continue;
         }
-        let r = row(c, args.no_trunc);
-        let mut keep = true;
-        for f in &args.filter {
-            keep &= matches(c, &r, f)?;
+        let mut r = row(c, args.no_trunc);
+        if let Some(sizes) = &sizes {
+            let size = sizes.of(&engine.store, c);
+            r["SizeText"] = Value::String(size_text(&size));
+            r["Size"] = size;
         }
-        if keep {
+        // As Podman and Docker: filters with the same key are alternatives, different keys
+        // must all hold (`-f status=exited -f status=created -f name=web`).
+        let mut by_key: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+        for f in &args.filter {
+            let key = f.split_once('=').map_or(f.as_str(), |(k, _)| k);
+            let hit = matches(c, &r, f)?;
+            *by_key.entry(key).or_insert(false) |= hit;
+        }
+        if by_key.values().all(|&hit| hit) {
             kept.push(c.created);
             rows.push(r);
         }
@@ -184,8 +264,13 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         (Some(f), _) => f.clone(),
         (None, true) => "{{.ID}}".into(),
         (None, false) => {
-            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-                .into()
+            let mut t = String::from(
+                "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedHuman}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+            );
+            if args.size {
+                t.push_str("\t{{.SizeText}}");
+            }
+            t
         }
     };
     let mut format = Format::parse(&template)?;

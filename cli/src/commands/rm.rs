@@ -21,6 +21,9 @@ pub struct RmArgs {
     /// Remove anonymous volumes associated with the container
     #[arg(short = 'v', long)]
     volumes: bool,
+    /// Remove the containers that depend on the container first (recursively)
+    #[arg(long)]
+    depend: bool,
     /// Containers (names or ids)
     containers: Vec<String>,
 }
@@ -37,39 +40,77 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         anyhow::bail!("you must provide at least one name or id");
     }
     let mut code = 0;
+    let mut removed = Vec::new();
     for name in &names {
-        let result = store.container(name).map_err(anyhow::Error::from).and_then(|mut c| {
-            store.refresh_state(&mut c)?;
-            if c.state == ContainerState::Running {
-                if !args.force {
-                    return Err(ExitError {
-                        code: 2,
-                        message: format!(
-                            "cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
-                            c.id
-                        ),
-                    }
-                    .into());
-                }
-                // -f kills right away, as Podman (-t raises the grace period).
-                stop_container(store, &mut c, Some(args.time.unwrap_or(0)))?;
+        let result = store
+            .container(name)
+            .map_err(anyhow::Error::from)
+            // rm -a removes every container anyway: dependents go first.
+            .and_then(|c| remove(store, &args, args.depend || args.all, c, &mut removed, 0));
+        if let Err(e) = result {
+            // Already gone as a dependent of an earlier one: not an error under -a.
+            if args.all && removed.iter().any(|id: &String| id.starts_with(name.as_str())) {
+                continue;
             }
-            // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
-            super::mount::release(store, &c);
-            if args.volumes {
-                store.remove_container_and_volumes(&c.id)?;
-            } else {
-                store.remove_container(&c.id)?;
-            }
-            Ok(c.id)
-        });
-        match result {
-            Ok(id) => println!("{id}"),
-            Err(e) => {
-                eprintln!("Error: {}", crate::exit::message(&e));
-                code = e.downcast_ref::<ExitError>().map_or(1, |x| x.code);
-            }
+            eprintln!("Error: {}", crate::exit::message(&e));
+            code = e.downcast_ref::<ExitError>().map_or(1, |x| x.code);
         }
     }
     Ok(code)
+}
+
+/// Removes `c`, after its dependents with `depend` (else they make it an error); prints
+/// the id of each container removed.
+fn remove(
+    store: &burrow_storage::Store,
+    args: &RmArgs,
+    depend: bool,
+    mut c: burrow_storage::ContainerRecord,
+    removed: &mut Vec<String>,
+    depth: usize,
+) -> anyhow::Result<()> {
+    if depth > 64 {
+        anyhow::bail!("container {}: its dependents nest too deep", c.id);
+    }
+    let dependents = super::links::dependents(store, &c.id)?;
+    if !dependents.is_empty() && !depend {
+        let names: Vec<&str> = dependents.iter().map(|d| d.name.as_str()).collect();
+        return Err(ExitError {
+            code: 125,
+            message: format!(
+                "container {} has dependent containers which must be removed before it: {}: container already exists",
+                c.id,
+                names.join(",")
+            ),
+        }
+        .into());
+    }
+    for d in dependents {
+        remove(store, args, depend, d, removed, depth + 1)?;
+    }
+    store.refresh_state(&mut c)?;
+    if c.state == ContainerState::Running {
+        if !args.force {
+            return Err(ExitError {
+                code: 2,
+                message: format!(
+                    "cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
+                    c.id
+                ),
+            }
+            .into());
+        }
+        // -f kills right away, as Podman (-t raises the grace period).
+        stop_container(store, &mut c, Some(args.time.unwrap_or(0)))?;
+    }
+    // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
+    super::mount::release(store, &c);
+    if args.volumes {
+        store.remove_container_and_volumes(&c.id)?;
+    } else {
+        store.remove_container(&c.id)?;
+    }
+    println!("{}", c.id);
+    removed.push(c.id);
+    Ok(())
 }

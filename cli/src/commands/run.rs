@@ -17,10 +17,11 @@ pub struct RunArgs {
 pub fn run(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let (record, launch) = prepare(&engine, &args.create)?;
+    super::start::start_requirements(&engine, global, &launch.requires, 0)?;
     if !args.detach {
         return launch::run_foreground(&engine, &record, &launch);
     }
-    monitor::start_detached(&engine, global, &record)?;
+    monitor::start_detached(&engine, global, &record, None)?;
     println!("{}", record.id);
     Ok(0)
 }

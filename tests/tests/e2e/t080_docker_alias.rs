@@ -67,3 +67,47 @@ fn docker_spellings_work() {
     env.run(&["rm", "-f", "web2"]).success();
     assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "");
 }
+
+#[test]
+fn invoked_as_docker_it_speaks_dockers_exit_codes() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    let docker = env.root().join("docker");
+    std::os::unix::fs::symlink(burrow_tests::burrow_bin(), &docker).unwrap();
+    let run = |args: &[&str]| {
+        burrow_tests::run_bounded(
+            env.command(&docker, args),
+            None,
+            std::time::Duration::from_secs(120),
+        )
+        .unwrap()
+    };
+    let bad = run(&["ps", "--bogus"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    assert!(bad.stderr.contains("See 'docker --help'"), "{bad}");
+    run(&["run", "-d", "--name", "web", "bb", "sleep", "300"]).success();
+    // Podman ends these with 2 and 125; the docker CLI with 1.
+    let running = run(&["rm", "web"]);
+    assert_eq!(running.code, 1, "{running}");
+    assert_eq!(env.run(&["rm", "web"]).code, 2, "burrow keeps Podman's code");
+    let missing = run(&["inspect", "nosuch"]);
+    assert_eq!(missing.code, 1, "{missing}");
+    assert_eq!(env.run(&["inspect", "nosuch"]).code, 125);
+    // Container exit codes, and run's own 125/126/127, are Docker's too.
+    assert_eq!(run(&["run", "--rm", "bb", "sh", "-c", "exit 3"]).code, 3);
+    assert_eq!(run(&["run", "--rm", "bb", "no-such-command"]).code, 127);
+    assert_eq!(run(&["exec", "web", "sh", "-c", "exit 4"]).code, 4);
+    // Docker's inspect names a container with a leading slash.
+    let name = run(&["inspect", "-f", "{{.Name}}", "web"]);
+    assert_eq!(name.success().stdout_trimmed(), "/web");
+    let table = run(&["container", "ls", "--format", "table {{.Names}}\t{{.Status}}"]);
+    let lines: Vec<&str> = table.success().stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[1].starts_with("web") && lines[1].contains("Up "), "{table}");
+    // Scripts ask the "server" for its version.
+    let version = run(&["version", "--format", "{{.Server.Version}}"]);
+    assert_eq!(version.success().stdout_trimmed(), env!("CARGO_PKG_VERSION"));
+    let command = run(&["ps", "--format", "{{.Command}}"]);
+    assert_eq!(command.success().stdout, "\"sleep 300\"\n", "Docker quotes it");
+    run(&["rm", "-f", "web"]).success();
+}
