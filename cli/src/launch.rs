@@ -51,6 +51,10 @@ pub struct Launch {
     pub labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub log: LogOptions,
+    /// `--sdnotify` and healthcheck settings, and the command line that created the
+    /// container (for `generate systemd --new`).
+    #[serde(default)]
+    pub systemd: crate::sdunits::SystemdOptions,
 }
 
 /// `--log-driver` and `--log-opt`.

@@ -5,6 +5,7 @@ mod context;
 mod exit;
 mod launch;
 mod monitor;
+mod sdunits;
 mod userspec;
 
 use clap::Parser;

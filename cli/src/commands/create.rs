@@ -141,6 +141,8 @@ pub struct CreateArgs {
     /// Write the container ID to the file
     #[arg(long, value_name = "FILE")]
     pub(crate) cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) systemd: crate::sdunits::SystemdArgs,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -516,6 +518,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         .unwrap_or_else(|| "SIGTERM".into());
     crate::launch::parse_signal(&stop_signal)?;
 
+    let systemd_options = crate::sdunits::prepare(engine, &args.systemd, args.name.as_deref(), config)?;
     let record = store.create_container(&NewContainer {
         name: args.name.as_deref(),
         image_id: image.as_ref().map(|i| i.id.as_str()),
@@ -612,6 +615,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             add_hosts: args.add_host.clone(),
             labels: labels.clone(),
             log: log.clone(),
+            systemd: systemd_options.clone(),
         };
         crate::launch::save(store, &record.id, &launch)?;
         if let Some(p) = &args.cidfile {

@@ -12,6 +12,7 @@ mod diff;
 mod events;
 mod exec;
 mod export;
+mod generate;
 mod history;
 mod image;
 mod images;
@@ -34,7 +35,7 @@ mod run;
 mod save;
 mod start;
 mod stats;
-mod stop;
+pub mod stop;
 mod system;
 mod system_clean;
 mod system_df;
@@ -148,6 +149,9 @@ pub enum Command {
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
+    /// Generate structured data based on containers
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
 }
 
 /// Runs a command; returns the exit code.
@@ -192,6 +196,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Unshare(args) => unshare::unshare(args, global),
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
+        Command::Generate(cmd) => generate::generate(cmd, global),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

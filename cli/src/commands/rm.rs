@@ -21,6 +21,12 @@ pub struct RmArgs {
     /// Remove anonymous volumes associated with the container
     #[arg(short = 'v', long)]
     volumes: bool,
+    /// Ignore errors when a specified container is missing
+    #[arg(short = 'i', long)]
+    ignore: bool,
+    /// Read the container ID from the file
+    #[arg(long, value_name = "FILE")]
+    cidfile: Vec<std::path::PathBuf>,
     /// Containers (names or ids)
     containers: Vec<String>,
 }
@@ -28,17 +34,26 @@ pub struct RmArgs {
 pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let store = &engine.store;
-    let names: Vec<String> = if args.all {
+    let mut names: Vec<String> = if args.all {
         store.containers()?.into_iter().map(|c| c.id).collect()
     } else {
         args.containers.clone()
     };
+    let from_files = crate::sdunits::read_cidfiles(&args.cidfile, args.ignore)?;
+    if !args.cidfile.is_empty() && from_files.is_empty() {
+        return Ok(0); // --ignore and no file: nothing to remove
+    }
+    names.extend(from_files);
     if names.is_empty() && !args.all {
         anyhow::bail!("you must provide at least one name or id");
     }
     let mut code = 0;
     for name in &names {
-        let result = store.container(name).map_err(anyhow::Error::from).and_then(|mut c| {
+        let found = store.container(name).map_err(anyhow::Error::from);
+        if args.ignore && found.as_ref().is_err_and(crate::sdunits::is_no_such_container) {
+            continue;
+        }
+        let result = found.and_then(|mut c| {
             store.refresh_state(&mut c)?;
             if c.state == ContainerState::Running {
                 if !args.force {

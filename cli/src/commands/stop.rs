@@ -21,6 +21,12 @@ pub struct StopArgs {
     /// Seconds to wait for stop before killing the container
     #[arg(short = 't', long = "time", visible_alias = "timeout")]
     time: Option<u32>,
+    /// Ignore errors when a specified container is missing
+    #[arg(short = 'i', long)]
+    ignore: bool,
+    /// Read the container ID from the file
+    #[arg(long, value_name = "FILE")]
+    cidfile: Vec<std::path::PathBuf>,
     /// Containers (names or ids)
     containers: Vec<String>,
 }
@@ -132,10 +138,17 @@ fn targets(
         .collect())
 }
 
-pub fn stop(args: StopArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
+pub fn stop(mut args: StopArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let mut code = 0;
+    match crate::sdunits::read_cidfiles(&args.cidfile, args.ignore)? {
+        ids if args.cidfile.is_empty() || !ids.is_empty() => args.containers.extend(ids),
+        _ => return Ok(0), // --ignore and no file: nothing to stop
+    }
     for (name, found) in targets(&engine.store, args.all, &args.containers)? {
+        if args.ignore && found.as_ref().is_err_and(crate::sdunits::is_no_such_container) {
+            continue;
+        }
         match found.and_then(|mut c| stop_container(&engine.store, &mut c, args.time)) {
             Ok(()) => println!("{name}"),
             Err(e) => {

@@ -22,3 +22,4 @@ mod t120_store_reliability;
 mod t130_system;
 mod t200_network;
 mod t210_run_network;
+mod t400_systemd;

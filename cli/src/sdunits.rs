@@ -1,0 +1,441 @@
+//! The container side of burrow's systemd integration: the `run`/`create` flags for it
+//! (`--sdnotify`, `--replace`, healthchecks), what is recorded of them, and the store
+//! location a unit must be told when it differs from a login session's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use burrow_storage::{ContainerState, StorePaths};
+use serde::{Deserialize, Serialize};
+
+use crate::context::Engine;
+use crate::GlobalOptions;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SystemdArgs {
+    /// Control sd-notify behaviour: conmon (READY=1 once the container runs; the monitor as MAINPID), container (the container's own READY=1 is passed through), ignore
+    #[arg(long, value_name = "MODE")]
+    pub sdnotify: Option<String>,
+    /// If a container with the same name exists, replace it
+    #[arg(long)]
+    pub replace: bool,
+    /// Set a healthcheck command for the container ('none' disables the image's)
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Interval between healthchecks (default 30s; 'disable' for none)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Consecutive failures before the container is unhealthy (default 3)
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time for the container to start before failures count (default 0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Longest a healthcheck may run before it counts as failed (default 30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// What to do when the container turns unhealthy: none, kill, restart, stop
+    #[arg(long = "health-on-failure", value_name = "ACTION")]
+    pub health_on_failure: Option<String>,
+}
+
+/// `--sdnotify`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SdNotify {
+    #[default]
+    Conmon,
+    Container,
+    Ignore,
+}
+
+impl SdNotify {
+    pub fn parse(text: &str) -> anyhow::Result<SdNotify> {
+        Ok(match text {
+            "conmon" => SdNotify::Conmon,
+            "container" => SdNotify::Container,
+            "ignore" => SdNotify::Ignore,
+            _ => bail!("invalid --sdnotify {text:?}: must be conmon, container or ignore"),
+        })
+    }
+}
+
+/// `--health-on-failure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthAction {
+    #[default]
+    None,
+    Kill,
+    Restart,
+    Stop,
+}
+
+/// A container's healthcheck.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// As Docker's `Test`: `["CMD-SHELL", "cmd"]` or `["CMD", "arg", ...]`.
+    pub test: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub retries: u32,
+    pub on_failure: HealthAction,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SystemdOptions {
+    pub sdnotify: SdNotify,
+    pub health: Option<HealthConfig>,
+    /// burrow's command line that created the container, as Podman's CreateCommand.
+    pub create_command: Vec<String>,
+}
+
+/// A Go-style duration: `30s`, `1m30s`, `500ms`, `2h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let bad = || anyhow::anyhow!("invalid duration {text:?}: expected e.g. 30s, 1m30s, 500ms");
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(n * factor);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn health_config(
+    args: &SystemdArgs,
+    image: Option<&oci_spec::image::Config>,
+) -> anyhow::Result<Option<HealthConfig>> {
+    let _ = image; // the OCI image config has no HEALTHCHECK field: Docker images carry it beside
+    let test = match args.health_cmd.as_deref() {
+        None | Some("none") => {
+            let any = args.health_interval.is_some()
+                || args.health_retries.is_some()
+                || args.health_timeout.is_some()
+                || args.health_start_period.is_some()
+                || args.health_on_failure.is_some();
+            if any && args.health_cmd.is_none() {
+                bail!("healthcheck flags need --health-cmd");
+            }
+            return Ok(None);
+        }
+        // A JSON array is the exec form; anything else runs in a shell.
+        Some(cmd) => match serde_json::from_str::<Vec<String>>(cmd) {
+            Ok(v) if v.first().is_some_and(|f| f == "CMD" || f == "CMD-SHELL") => v,
+            Ok(v) if !v.is_empty() => std::iter::once("CMD".to_string()).chain(v).collect(),
+            _ => vec!["CMD-SHELL".into(), cmd.to_string()],
+        },
+    };
+    let interval = match args.health_interval.as_deref() {
+        Some("disable") => Duration::ZERO,
+        Some(t) => parse_duration(t)?,
+        None => Duration::from_secs(30),
+    };
+    let on_failure = match args.health_on_failure.as_deref().unwrap_or("none") {
+        "none" => HealthAction::None,
+        "kill" => HealthAction::Kill,
+        "restart" => HealthAction::Restart,
+        "stop" => HealthAction::Stop,
+        other => bail!("invalid --health-on-failure {other:?}: must be none, kill, restart or stop"),
+    };
+    let retries = args.health_retries.unwrap_or(3);
+    if retries == 0 {
+        bail!("healthcheck-retries must be greater than 0");
+    }
+    Ok(Some(HealthConfig {
+        test,
+        interval,
+        timeout: args
+            .health_timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(Duration::from_secs(30)),
+        start_period: args
+            .health_start_period
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(Duration::ZERO),
+        retries,
+        on_failure,
+    }))
+}
+
+/// Checks the flags, applies `--replace` (removes the container of that name), and
+/// returns what to record.
+pub fn prepare(
+    engine: &Engine,
+    args: &SystemdArgs,
+    name: Option<&str>,
+    image: Option<&oci_spec::image::Config>,
+) -> anyhow::Result<SystemdOptions> {
+    let sdnotify = args
+        .sdnotify
+        .as_deref()
+        .map(SdNotify::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let health = health_config(args, image)?;
+    if args.replace {
+        let Some(name) = name else {
+            bail!("cannot replace container without --name being set");
+        };
+        let store = &engine.store;
+        if let Ok(mut old) = store.container(name) {
+            store.refresh_state(&mut old)?;
+            if old.state == ContainerState::Running {
+                crate::commands::stop::stop_container(store, &mut old, Some(0))?;
+            }
+            store
+                .remove_container(&old.id)
+                .with_context(|| format!("replacing container {name}"))?;
+        }
+    }
+    Ok(SystemdOptions {
+        sdnotify,
+        health,
+        create_command: std::env::args().collect(),
+    })
+}
+
+/// The global options (`--root`, `--runroot`) a unit's burrow commands need to reach this
+/// store: none when it is where a login session's burrow finds it, as systemd runs units
+/// with the user's plain environment (HOME, `XDG_RUNTIME_DIR=/run/user/UID`).
+pub fn unit_global_args(engine: &Engine, global: &GlobalOptions) -> Vec<String> {
+    let paths = &engine.store.paths;
+    let defaults = login_defaults(engine.host_uid);
+    let mut out = Vec::new();
+    if global.root.is_some() || defaults.as_ref().map(|d| &d.graph_root) != Some(&paths.graph_root) {
+        out.extend(["--root".to_string(), paths.graph_root.display().to_string()]);
+    }
+    if global.runroot.is_some() || defaults.as_ref().map(|d| &d.run_root) != Some(&paths.run_root) {
+        out.extend(["--runroot".to_string(), paths.run_root.display().to_string()]);
+    }
+    out
+}
+
+/// The store paths a login session of `uid` would use (HOME from the password database,
+/// no XDG overrides but `XDG_RUNTIME_DIR=/run/user/UID`).
+fn login_defaults(uid: u32) -> Option<StorePaths> {
+    let home = nix::unistd::User::from_uid(uid.into()).ok().flatten()?.dir;
+    let runtime = format!("/run/user/{uid}");
+    let conf = |dir: &str| home.join(".config").join(dir).join("storage.conf");
+    // A storage.conf in the real config dir moves the store for units too.
+    if conf("burrow").exists() || conf("containers").exists() {
+        return None;
+    }
+    Some(StorePaths {
+        graph_root: home.join(".local/share/burrow/storage"),
+        run_root: PathBuf::from(runtime).join("burrow"),
+    })
+}
+
+/// The burrow binary and global options that a unit runs.
+pub fn unit_burrow(engine: &Engine, global: &GlobalOptions) -> Vec<String> {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/burrow".into());
+    std::iter::once(exe)
+        .chain(unit_global_args(engine, global))
+        .collect()
+}
+
+/// The transient unit a detached container's monitor should run as: with `systemd`
+/// wanted, a user manager reachable, and burrow not already running as part of a unit
+/// (whose container it then is). Without a manager, says that logout may end it.
+pub fn monitor_unit(id: &str, systemd: bool) -> Option<String> {
+    use burrow_systemd::scope;
+    if !systemd || scope::in_service_unit() {
+        return None;
+    }
+    if scope::user_manager_reachable() {
+        return Some(scope::service_name(id));
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    // Lingering users keep their processes after logout: nothing to warn about.
+    if !std::path::Path::new("/var/lib/systemd/linger")
+        .join(&user)
+        .exists()
+    {
+        eprintln!(
+            "NOTICE: no systemd user manager reachable: container {} runs under a plain monitor, which logout may end (`loginctl enable-linger` keeps it)",
+            &id[..12.min(id.len())]
+        );
+    }
+    None
+}
+
+/// Variables a unit's processes must not inherit from the shell that made the unit.
+const NOT_PASSED: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "INVOCATION_ID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "MANAGERPID",
+    "JOURNAL_STREAM",
+];
+
+/// Starts `argv` (a monitor with `--ready-on-stdout`) as transient service `unit`, with this
+/// process's environment (the store it finds is this one's).
+pub fn start_monitor_service(
+    unit: &str,
+    id: &str,
+    argv: &[String],
+    ready: std::os::fd::RawFd,
+    log: std::os::fd::RawFd,
+    stop_timeout: u32,
+) -> anyhow::Result<()> {
+    let environment: Vec<String> = std::env::vars()
+        .filter(|(k, _)| !NOT_PASSED.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    burrow_systemd::scope::start_service(&burrow_systemd::scope::TransientService {
+        name: unit,
+        description: &format!("burrow container {id}"),
+        argv,
+        environment,
+        stdout: ready,
+        stderr: log,
+        // The monitor stops the container with its own timeout first.
+        stop_timeout: Duration::from_secs(u64::from(stop_timeout) + 10),
+    })?;
+    Ok(())
+}
+
+/// Where the container finds the unit's notify socket (`--sdnotify=container`).
+const CONTAINER_NOTIFY_SOCKET: &str = "/run/notify/notify.sock";
+
+/// Bind-mounts the unit's notify socket into the container and names it in its
+/// environment, so that the container's own READY=1 reaches systemd.
+pub fn pass_notify_socket(spec: &mut oci_spec::runtime::Spec, socket: &str) {
+    if !socket.starts_with('/') {
+        eprintln!("WARN: --sdnotify=container: NOTIFY_SOCKET {socket:?} is not a path; cannot pass it in");
+        return;
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if let Ok(m) = oci_spec::runtime::MountBuilder::default()
+        .destination(CONTAINER_NOTIFY_SOCKET)
+        .source(socket)
+        .typ("bind")
+        .options(vec![
+            "bind".to_string(),
+            "nosuid".into(),
+            "nodev".into(),
+            "noexec".into(),
+        ])
+        .build()
+    {
+        mounts.push(m);
+    }
+    spec.set_mounts(Some(mounts));
+    if let Some(process) = spec.process_mut().as_mut() {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+        env.push(format!("NOTIFY_SOCKET={CONTAINER_NOTIFY_SOCKET}"));
+        process.set_env(Some(env));
+    }
+}
+
+/// Tells the unit that the monitor is its main process, and (conmon) that it is ready.
+pub fn notify_started(socket: &str, mode: SdNotify) {
+    let state = format!("MAINPID={}", std::process::id());
+    let state = match mode {
+        SdNotify::Conmon => format!("{state}\nREADY=1"),
+        SdNotify::Container => state,
+        SdNotify::Ignore => return,
+    };
+    if let Err(e) = burrow_systemd::notify(socket, &state) {
+        eprintln!("WARN: {e}");
+    }
+}
+
+/// The container ids in `--cidfile` files (`stop`, `rm`); with `ignore`, a missing file is
+/// skipped, as Podman's units expect on a stop after a failed start.
+pub fn read_cidfiles(files: &[PathBuf], ignore: bool) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) if !text.trim().is_empty() => ids.push(text.trim().to_string()),
+            Ok(_) if ignore => {}
+            Err(e) if ignore && e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(_) => bail!("reading CIDFile {}: the file is empty", file.display()),
+            Err(e) => bail!("reading CIDFile {}: {e}", file.display()),
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether `e` says that no container has the name or id asked for.
+pub fn is_no_such_container(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<burrow_storage::StoreError>(),
+        Some(burrow_storage::StoreError::NoSuchContainer(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn health_flags() {
+        let args = SystemdArgs {
+            health_cmd: Some("wget -q -O- http://127.0.0.1/".into()),
+            health_interval: Some("1s".into()),
+            health_on_failure: Some("restart".into()),
+            ..Default::default()
+        };
+        let h = health_config(&args, None).unwrap().unwrap();
+        assert_eq!(h.test[0], "CMD-SHELL");
+        assert_eq!(
+            (h.interval, h.retries, h.on_failure),
+            (Duration::from_secs(1), 3, HealthAction::Restart)
+        );
+        let bad = SystemdArgs {
+            health_on_failure: Some("explode".into()),
+            health_cmd: Some("true".into()),
+            ..Default::default()
+        };
+        assert!(health_config(&bad, None).is_err());
+        let orphan = SystemdArgs {
+            health_retries: Some(2),
+            ..Default::default()
+        };
+        assert!(health_config(&orphan, None).is_err());
+    }
+}
