@@ -41,6 +41,19 @@ struct Cli {
 }
 
 fn main() {
+    // Installed as a systemd user generator (a link named burrow-user-generator): quadlet.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with("-generator"))
+    {
+        let dirs: Vec<std::path::PathBuf> = std::env::args_os().skip(1).map(Into::into).collect();
+        let global = GlobalOptions {
+            root: None,
+            runroot: None,
+        };
+        std::process::exit(commands::sdcmd::generator(&dirs, &global));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -221,9 +221,8 @@ pub fn prepare(
 /// The global options (`--root`, `--runroot`) a unit's burrow commands need to reach this
 /// store: none when it is where a login session's burrow finds it, as systemd runs units
 /// with the user's plain environment (HOME, `XDG_RUNTIME_DIR=/run/user/UID`).
-pub fn unit_global_args(engine: &Engine, global: &GlobalOptions) -> Vec<String> {
-    let paths = &engine.store.paths;
-    let defaults = login_defaults(engine.host_uid);
+pub fn unit_global_args(paths: &StorePaths, uid: u32, global: &GlobalOptions) -> Vec<String> {
+    let defaults = login_defaults(uid);
     let mut out = Vec::new();
     if global.root.is_some() || defaults.as_ref().map(|d| &d.graph_root) != Some(&paths.graph_root) {
         out.extend(["--root".to_string(), paths.graph_root.display().to_string()]);
@@ -251,12 +250,12 @@ fn login_defaults(uid: u32) -> Option<StorePaths> {
 }
 
 /// The burrow binary and global options that a unit runs.
-pub fn unit_burrow(engine: &Engine, global: &GlobalOptions) -> Vec<String> {
+pub fn unit_burrow(paths: &StorePaths, uid: u32, global: &GlobalOptions) -> Vec<String> {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/usr/local/bin/burrow".into());
     std::iter::once(exe)
-        .chain(unit_global_args(engine, global))
+        .chain(unit_global_args(paths, uid, global))
         .collect()
 }
 

@@ -564,6 +564,24 @@ impl Connection {
             .to_string())
     }
 
+    /// StartUnit(name, "replace"): returns the job.
+    pub fn start_unit(&mut self, name: &str) -> Result<String, BusError> {
+        let reply = self.manager(
+            "StartUnit",
+            &[Value::Str(name.into()), Value::Str("replace".into())],
+        )?;
+        Ok(reply
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Reload (`systemctl --user daemon-reload`): returns once the manager has reloaded.
+    pub fn reload(&mut self) -> Result<(), BusError> {
+        self.manager("Reload", &[]).map(drop)
+    }
+
     /// RestartUnit(name, "replace"): returns the job.
     pub fn restart_unit(&mut self, name: &str) -> Result<String, BusError> {
         let reply = self.manager(

@@ -368,8 +368,7 @@ fn container(
         out.add("Unit", "After", r.clone());
     }
     let cidfile = "--cidfile=%t/%N.cid".to_string();
-    let mut base: Vec<String> = burrow.to_vec();
-    base.extend(global);
+    let base = merge_globals(burrow, &global);
     let with = |rest: &[&str]| -> String {
         exec_line(
             &base
@@ -406,6 +405,33 @@ fn container(
     out.add("Service", "SyslogIdentifier", "%N");
     out.add("Service", "ExecStart", exec_line(&start));
     Ok(())
+}
+
+/// burrow's binary and global options with `GlobalArgs=` after them; an option given in
+/// `GlobalArgs=` (`--root`, `--runroot`) replaces the generator's own.
+fn merge_globals(burrow: &[String], global: &[String]) -> Vec<String> {
+    let named = |a: &str| a.split('=').next().unwrap_or_default().to_string();
+    let overridden: Vec<String> = global
+        .iter()
+        .filter(|a| a.starts_with("--"))
+        .map(|a| named(a))
+        .collect();
+    let mut out = Vec::new();
+    let mut items = burrow.iter();
+    if let Some(exe) = items.next() {
+        out.push(exe.clone());
+    }
+    while let Some(a) = items.next() {
+        if overridden.contains(&named(a)) {
+            if !a.contains('=') {
+                items.next(); // its value
+            }
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out.extend(global.iter().cloned());
+    out
 }
 
 fn oneshot(out: &mut UnitFile, exec: String) {
@@ -527,43 +553,66 @@ pub fn find_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, QuadletError> {
     Ok(by_name.into_values().collect())
 }
 
-/// Converts every quadlet file in `dirs` into `out_dir` (with `.wants`/`.requires` links
-/// for `[Install]`). Returns the files written; a bad file stops nothing else but is
-/// reported in the error list.
-pub fn generate(dirs: &[PathBuf], out_dir: &Path, burrow: &[String]) -> (Vec<PathBuf>, Vec<QuadletError>) {
-    let mut written = Vec::new();
-    let mut errors = Vec::new();
+/// Converts every quadlet file in `dirs`: the units, and the errors of the files that
+/// could not be converted.
+pub fn convert_all(dirs: &[PathBuf], burrow: &[String]) -> (Vec<Generated>, Vec<QuadletError>) {
     let files = match find_files(dirs) {
         Ok(f) => f,
-        Err(e) => return (written, vec![e]),
+        Err(e) => return (Vec::new(), vec![e]),
     };
+    let mut units = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let converted = std::fs::read_to_string(&file)
+            .map_err(|source| QuadletError::Io {
+                path: file.display().to_string(),
+                source,
+            })
+            .and_then(|text| convert(&file, &text, burrow));
+        match converted {
+            Ok(u) => units.push(u),
+            Err(e) => errors.push(e),
+        }
+    }
+    (units, errors)
+}
+
+/// Writes units into `out_dir`, with `.wants`/`.requires` links for `[Install]`; returns
+/// every path written.
+pub fn write_units(units: &[Generated], out_dir: &Path) -> Result<Vec<PathBuf>, QuadletError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| QuadletError::Io { path, source }
     };
-    for file in files {
-        let result = (|| -> Result<(), QuadletError> {
-            let text = std::fs::read_to_string(&file).map_err(io(&file))?;
-            let unit = convert(&file, &text, burrow)?;
-            std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
-            let target = out_dir.join(&unit.service);
-            std::fs::write(&target, &unit.text).map_err(io(&target))?;
-            written.push(target.clone());
-            for (on, kind) in &unit.install {
-                let dir = out_dir.join(format!("{on}.{kind}"));
-                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                let link = dir.join(&unit.service);
-                let _ = std::fs::remove_file(&link);
-                std::os::unix::fs::symlink(&target, &link).map_err(io(&link))?;
-                written.push(link);
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            errors.push(e);
+    let mut written = Vec::new();
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    for unit in units {
+        let target = out_dir.join(&unit.service);
+        std::fs::write(&target, &unit.text).map_err(io(&target))?;
+        written.push(target.clone());
+        for (on, kind) in &unit.install {
+            let dir = out_dir.join(format!("{on}.{kind}"));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let link = dir.join(&unit.service);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link).map_err(io(&link))?;
+            written.push(link);
         }
     }
-    (written, errors)
+    Ok(written)
+}
+
+/// The quadlet dirs of a user: `~/.config/containers/systemd` (Podman's) then
+/// `~/.config/burrow/systemd`, under `$XDG_CONFIG_HOME` if set.
+pub fn user_dirs() -> Vec<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    match config {
+        Some(c) => vec![c.join("containers/systemd"), c.join("burrow/systemd")],
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -621,6 +670,19 @@ mod tests {
         assert!(v
             .text
             .contains("ExecStart=/usr/bin/burrow volume create --ignore --label=a=b systemd-data\n"));
+    }
+
+    #[test]
+    fn global_args_replace_the_generators() {
+        let burrow = vec![
+            "/b".to_string(),
+            "--root".into(),
+            "/r1".into(),
+            "--runroot".into(),
+            "/rr".into(),
+        ];
+        let merged = merge_globals(&burrow, &["--root=/r2".to_string()]);
+        assert_eq!(merged, vec!["/b", "--runroot", "/rr", "--root=/r2"]);
     }
 
     #[test]

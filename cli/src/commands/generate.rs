@@ -116,7 +116,7 @@ fn systemd(args: SystemdArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         } else {
             record.id.clone()
         },
-        burrow: crate::sdunits::unit_burrow(&engine, global),
+        burrow: crate::sdunits::unit_burrow(&store.paths, engine.host_uid, global),
         new_run_args,
         pid_file: store
             .container_dirs(&record.id)

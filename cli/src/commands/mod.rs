@@ -33,6 +33,7 @@ mod rm;
 mod rmi;
 mod run;
 mod save;
+pub mod sdcmd;
 mod start;
 mod stats;
 pub mod stop;
@@ -152,6 +153,9 @@ pub enum Command {
     /// Generate structured data based on containers
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
+    /// Quadlet files as systemd units: install burrow's generator for your user
+    #[command(subcommand)]
+    Systemd(sdcmd::SystemdCommand),
 }
 
 /// Runs a command; returns the exit code.
@@ -197,6 +201,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
         Command::Generate(cmd) => generate::generate(cmd, global),
+        Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

@@ -82,5 +82,11 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             }
         }
     }
+    // As Podman: a container's id file goes with it (a unit's next start writes it anew).
+    if code == 0 {
+        for file in &args.cidfile {
+            let _ = std::fs::remove_file(file);
+        }
+    }
     Ok(code)
 }

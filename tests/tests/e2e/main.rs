@@ -23,3 +23,4 @@ mod t130_system;
 mod t200_network;
 mod t210_run_network;
 mod t400_systemd;
+mod t410_quadlet;

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use burrow_tests::{current_uid, run_bounded, Outcome, TestEnv};
 
-fn manager_runtime_dir() -> PathBuf {
+pub(crate) fn manager_runtime_dir() -> PathBuf {
     PathBuf::from(format!("/run/user/{}", current_uid()))
 }
 
 /// `systemctl --user ARGS` against the real manager.
-fn systemctl(env: &TestEnv, args: &[&str]) -> Outcome {
+pub(crate) fn systemctl(env: &TestEnv, args: &[&str]) -> Outcome {
     let mut all = vec!["--user", "--no-pager"];
     all.extend_from_slice(args);
     let mut c = env.command("systemctl", &all);
@@ -24,7 +24,7 @@ fn systemctl(env: &TestEnv, args: &[&str]) -> Outcome {
 }
 
 /// A name no other test (or run) uses: units live in the one manager all tests share.
-fn unique(prefix: &str, env: &TestEnv) -> String {
+pub(crate) fn unique(prefix: &str, env: &TestEnv) -> String {
     let tail = env
         .root()
         .file_name()
@@ -34,14 +34,14 @@ fn unique(prefix: &str, env: &TestEnv) -> String {
 }
 
 /// A unit file in the manager's runtime unit dir, removed (and the manager reloaded) on drop.
-struct UnitFileGuard<'a> {
+pub(crate) struct UnitFileGuard<'a> {
     env: &'a TestEnv,
     paths: Vec<PathBuf>,
     units: Vec<String>,
 }
 
 impl<'a> UnitFileGuard<'a> {
-    fn new(env: &'a TestEnv) -> Self {
+    pub(crate) fn new(env: &'a TestEnv) -> Self {
         UnitFileGuard {
             env,
             paths: Vec::new(),
@@ -49,7 +49,7 @@ impl<'a> UnitFileGuard<'a> {
         }
     }
 
-    fn write(&mut self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&mut self, name: &str, text: &str) -> PathBuf {
         let dir = manager_runtime_dir().join("systemd/user");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
@@ -57,6 +57,14 @@ impl<'a> UnitFileGuard<'a> {
         self.paths.push(path.clone());
         self.units.push(name.to_string());
         path
+    }
+}
+
+impl UnitFileGuard<'_> {
+    /// Also removes `path` on drop, and stops `unit` first.
+    pub(crate) fn adopt(&mut self, path: PathBuf, unit: Option<&str>) {
+        self.paths.push(path);
+        self.units.extend(unit.map(str::to_string));
     }
 }
 
@@ -73,7 +81,7 @@ impl Drop for UnitFileGuard<'_> {
 }
 
 /// Polls `check` until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check() {
@@ -85,7 +93,7 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 /// GET `path` from 127.0.0.1:`port`; the body, or None if nothing answers.
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
@@ -95,7 +103,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// A port the kernel says is free now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -103,13 +111,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn env_with_busybox() -> Option<TestEnv> {
+pub(crate) fn env_with_busybox() -> Option<TestEnv> {
     let env = TestEnv::new_with_systemd()?;
     env.import_busybox("bb");
     Some(env)
 }
 
-fn verify(env: &TestEnv, unit: &Path) -> Outcome {
+pub(crate) fn verify(env: &TestEnv, unit: &Path) -> Outcome {
     let mut c = env.command("systemd-analyze", &["--user", "verify", &unit.to_string_lossy()]);
     c.env("XDG_RUNTIME_DIR", manager_runtime_dir());
     run_bounded(c, None, Duration::from_secs(60)).unwrap()
