@@ -345,8 +345,15 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         let record = store.container(id)?;
         let mut launch = launch::load(store, &record)?;
         let sdnotify = launch.systemd.sdnotify;
-        if let (Some(socket), crate::sdunits::SdNotify::Container) = (&notify_socket, sdnotify) {
-            crate::sdunits::pass_notify_socket(&mut launch.spec, socket);
+        let mut proxy = None;
+        if let (Some(socket), crate::sdunits::SdNotify::Container, false) =
+            (&notify_socket, sdnotify, notified)
+        {
+            let bundle = store.container_dirs(id).bundle;
+            match crate::sdunits::proxy_notify_socket(&mut launch.spec, &bundle, socket) {
+                Ok(p) => proxy = Some(p),
+                Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+            }
         }
         let mut log = match LogWriter::open(store, &record, &launch.log) {
             Ok(l) => l,
@@ -389,6 +396,9 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             // unit's main process from here on.
             crate::sdunits::notify_started(socket, sdnotify);
             notified = true;
+        }
+        if let Some(p) = proxy.take() {
+            p.spawn();
         }
         say(Ready::Running { pid: pid.as_raw() });
         let attach = AttachServer::bind(store, id)

@@ -146,6 +146,9 @@ pub struct ContainerUnitOptions {
     /// For `--new`: the arguments of `run` that create the container, without `run` itself
     /// and the flags the unit sets (-d, --rm, --cidfile, --replace, --sdnotify).
     pub new_run_args: Option<Vec<String>>,
+    /// `--sdnotify` for `--new` units: conmon, or container when the container was made
+    /// to send READY=1 itself.
+    pub sdnotify: String,
     /// Where the monitor writes its pid (`Type=forking` units of existing containers).
     pub pid_file: String,
     /// The directory the runtime state lives in (`RequiresMountsFor=`).
@@ -221,11 +224,14 @@ pub fn container_unit(o: &ContainerUnitOptions, version: &str) -> UnitFile {
         Some(args) => {
             let cidfile = "--cidfile=%t/%n.ctr-id";
             let mut run: Vec<String> = o.burrow.clone();
-            run.extend(
-                ["run", cidfile, "--rm", "--sdnotify=conmon", "--replace", "-d"]
-                    .iter()
-                    .map(|s| s.to_string()),
-            );
+            run.extend(["run", cidfile, "--rm"].iter().map(|s| s.to_string()));
+            let sdnotify = if o.sdnotify.is_empty() {
+                "conmon"
+            } else {
+                &o.sdnotify
+            };
+            run.push(format!("--sdnotify={sdnotify}"));
+            run.extend(["--replace".to_string(), "-d".to_string()]);
             run.extend(args.iter().cloned());
             u.add("Service", "ExecStart", exec_line(&run));
             u.add(

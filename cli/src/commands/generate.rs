@@ -118,6 +118,11 @@ fn systemd(args: SystemdArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         },
         burrow: crate::sdunits::unit_burrow(&store.paths, engine.host_uid, global),
         new_run_args,
+        sdnotify: match launch.systemd.sdnotify {
+            crate::sdunits::SdNotify::Container => "container".into(),
+            crate::sdunits::SdNotify::Ignore => "ignore".into(),
+            crate::sdunits::SdNotify::Conmon => "conmon".into(),
+        },
         pid_file: store
             .container_dirs(&record.id)
             .bundle

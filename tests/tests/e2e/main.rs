@@ -24,3 +24,4 @@ mod t200_network;
 mod t210_run_network;
 mod t400_systemd;
 mod t410_quadlet;
+mod t420_sdnotify;
