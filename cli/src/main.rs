@@ -3,6 +3,7 @@
 mod commands;
 mod context;
 mod exit;
+mod health;
 mod launch;
 mod monitor;
 mod sdunits;

@@ -400,6 +400,13 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         if let Some(p) = proxy.take() {
             p.spawn();
         }
+        crate::health::reset(store, id);
+        // Stopped (a timer) when dropped, once the container has exited.
+        let _health = launch
+            .systemd
+            .health
+            .as_ref()
+            .map(|h| crate::health::start_driver(store, global, id, h));
         say(Ready::Running { pid: pid.as_raw() });
         let attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
@@ -412,6 +419,12 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         if now.auto_remove {
             store.remove_container(id)?;
             return Ok(0);
+        }
+        // A healthcheck with --health-on-failure=restart killed it to be started again.
+        let health_restart = crate::health::restart_flag(store, id);
+        if std::fs::remove_file(&health_restart).is_ok() {
+            store.count_restart(id)?;
+            continue;
         }
         if !launch.restart.restarts(code, now.restarts, now.stop_requested) {
             return Ok(0);

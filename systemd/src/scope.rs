@@ -71,6 +71,57 @@ pub fn user_manager_reachable() -> bool {
     crate::bus::user_bus_path().is_some()
 }
 
+/// Starts transient timer `timer` that runs `argv` (as the same-named service) every
+/// `interval` after the last run ended, the first time `interval` from now.
+pub fn start_timer(
+    timer: &str,
+    argv: &[String],
+    environment: Vec<String>,
+    interval: Duration,
+) -> Result<(), BusError> {
+    let service = format!("{}.service", timer.trim_end_matches(".timer"));
+    let usec = interval.as_micros() as u64;
+    let exec = Value::Array(
+        "(sasb)".into(),
+        vec![Value::Struct(vec![
+            Value::Str(argv[0].clone()),
+            Value::strings(argv.iter().cloned()),
+            Value::Bool(false),
+        ])],
+    );
+    let mut bus = Connection::user()?;
+    bus.start_transient_units(
+        timer,
+        vec![
+            Value::property("Description", Value::Str(format!("{service} timer"))),
+            Value::property(
+                "TimersMonotonic",
+                Value::Array(
+                    "(st)".into(),
+                    vec![
+                        Value::Struct(vec![Value::Str("OnActiveSec".into()), Value::U64(usec)]),
+                        Value::Struct(vec![Value::Str("OnUnitInactiveSec".into()), Value::U64(usec)]),
+                    ],
+                ),
+            ),
+            // Checks a second apart must not be merged into one by timer slack.
+            Value::property("AccuracyUSec", Value::U64(1000)),
+            Value::property("RemainAfterElapse", Value::Bool(false)),
+        ],
+        vec![(
+            service.clone(),
+            vec![
+                Value::property("Description", Value::Str(service.clone())),
+                Value::property("ExecStart", exec),
+                Value::property("Environment", Value::strings(environment)),
+                Value::property("Type", Value::Str("oneshot".into())),
+                Value::property("CollectMode", Value::Str("inactive-or-failed".into())),
+            ],
+        )],
+    )?;
+    Ok(())
+}
+
 /// The unit (`foo.service`, `burrow-ID.scope`) the process `pid` runs in, per its cgroup.
 pub fn unit_of_pid(pid: i32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;

@@ -13,6 +13,7 @@ mod events;
 mod exec;
 mod export;
 mod generate;
+mod healthcheck;
 mod history;
 mod image;
 mod images;
@@ -153,6 +154,9 @@ pub enum Command {
     /// Generate structured data based on containers
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
+    /// Manage health checks on containers
+    #[command(subcommand)]
+    Healthcheck(healthcheck::HealthcheckCommand),
     /// Quadlet files as systemd units: install burrow's generator for your user
     #[command(subcommand)]
     Systemd(sdcmd::SystemdCommand),
@@ -202,6 +206,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Netstack(args) => netstack::netstack(args),
         Command::Generate(cmd) => generate::generate(cmd, global),
         Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
+        Command::Healthcheck(cmd) => healthcheck::healthcheck(cmd, global),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

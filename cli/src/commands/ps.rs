@@ -135,7 +135,8 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         if !all && c.state != ContainerState::Running {
             continue;
         }
-        let r = row(c, args.no_trunc);
+        let mut r = row(c, args.no_trunc);
+        crate::health::annotate_status(&engine.store, c, &mut r);
         let mut keep = true;
         for f in &args.filter {
             keep &= matches(c, &r, f)?;

@@ -25,3 +25,4 @@ mod t210_run_network;
 mod t400_systemd;
 mod t410_quadlet;
 mod t420_sdnotify;
+mod t430_health;

@@ -49,6 +49,16 @@ fn install_generator_turns_quadlet_files_into_services() {
     let mut guard = UnitFileGuard::new(&env);
     let service = format!("{name}.service");
     guard.adopt(unit_dir.join(&service), Some(&service));
+    // Whatever happens, the path unit and its files go at the end.
+    struct Uninstall<'a>(&'a burrow_tests::TestEnv, String);
+    impl Drop for Uninstall<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .run(&["systemd", "install-generator", "--unit-dir", &self.1, "--remove"]);
+        }
+    }
+    let _uninstall = Uninstall(&env, unit_dir_s.clone());
 
     // An unknown key: an error naming file and line, and nothing written.
     let bad = dir.join(format!("{name}bad.container"));
