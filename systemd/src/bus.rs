@@ -610,8 +610,9 @@ impl Connection {
         }
     }
 
-    /// The `ActiveState` of a loaded unit (`active`, `inactive`, `failed`, ...).
-    pub fn unit_active_state(&mut self, name: &str) -> Result<String, BusError> {
+    /// A property of a unit's `org.freedesktop.systemd1.Unit` interface (`ActiveState`,
+    /// `SubState`, `InvocationID`, ...).
+    pub fn unit_property(&mut self, name: &str, property: &str) -> Result<Value, BusError> {
         let reply = self.manager("LoadUnit", &[Value::Str(name.into())])?;
         let path = reply
             .first()
@@ -625,12 +626,20 @@ impl Connection {
             SYSTEMD,
             &[
                 Value::Str("org.freedesktop.systemd1.Unit".into()),
-                Value::Str("ActiveState".into()),
+                Value::Str(property.into()),
             ],
         )?;
-        Ok(reply
-            .first()
-            .and_then(Value::as_str)
+        match reply.into_iter().next() {
+            Some(Value::Variant(v)) => Ok(*v),
+            _ => Err(BusError::Malformed("property reply")),
+        }
+    }
+
+    /// The `ActiveState` of a unit (`active`, `inactive`, `failed`, ...).
+    pub fn unit_active_state(&mut self, name: &str) -> Result<String, BusError> {
+        Ok(self
+            .unit_property(name, "ActiveState")?
+            .as_str()
             .unwrap_or_default()
             .to_string())
     }

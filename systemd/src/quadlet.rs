@@ -403,6 +403,7 @@ fn container(
     out.add("Service", "Type", "notify");
     out.add("Service", "NotifyAccess", "all");
     out.add("Service", "SyslogIdentifier", "%N");
+    out.add("Service", "ExecStartPre", "-/bin/rm -f %t/%N.cid");
     out.add("Service", "ExecStart", exec_line(&start));
     Ok(())
 }

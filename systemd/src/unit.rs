@@ -233,6 +233,8 @@ pub fn container_unit(o: &ContainerUnitOptions, version: &str) -> UnitFile {
             run.push(format!("--sdnotify={sdnotify}"));
             run.extend(["--replace".to_string(), "-d".to_string()]);
             run.extend(args.iter().cloned());
+            // As Podman's: an id file left by a killed burrow must not fail the start.
+            u.add("Service", "ExecStartPre", "/bin/rm -f %t/%n.ctr-id");
             u.add("Service", "ExecStart", exec_line(&run));
             u.add(
                 "Service",

@@ -1,6 +1,7 @@
 //! One file per command; each parses its flags and calls the engine crates.
 
 pub mod attach;
+mod autoupdate;
 mod changes;
 mod commit;
 mod container;
@@ -154,6 +155,8 @@ pub enum Command {
     /// Generate structured data based on containers
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
+    /// Auto update containers according to their auto-update policy
+    AutoUpdate(autoupdate::AutoUpdateArgs),
     /// Manage health checks on containers
     #[command(subcommand)]
     Healthcheck(healthcheck::HealthcheckCommand),
@@ -207,6 +210,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Generate(cmd) => generate::generate(cmd, global),
         Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
         Command::Healthcheck(cmd) => healthcheck::healthcheck(cmd, global),
+        Command::AutoUpdate(args) => autoupdate::auto_update(args, global),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(

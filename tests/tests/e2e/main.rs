@@ -26,3 +26,4 @@ mod t400_systemd;
 mod t410_quadlet;
 mod t420_sdnotify;
 mod t430_health;
+mod t440_autoupdate;
