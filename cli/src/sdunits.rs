@@ -418,6 +418,33 @@ pub fn notify_started(socket: &str, mode: SdNotify) {
     }
 }
 
+/// If a systemd service of the user's (not burrow's own transient `burrow-ID.service`, and
+/// not the one this process runs in, as its ExecStop=) runs the container's monitor, stops
+/// that unit and waits for the container to end: true then.
+pub fn stop_through_unit(c: &burrow_storage::ContainerRecord, timeout: u32) -> anyhow::Result<bool> {
+    use burrow_systemd::scope;
+    let Some(unit) = c.monitor_pid.and_then(scope::unit_of_pid) else {
+        return Ok(false);
+    };
+    let ours = scope::unit_of_pid(std::process::id() as i32);
+    if !unit.ends_with(".service")
+        || unit == scope::service_name(&c.id)
+        || ours.as_deref() == Some(unit.as_str())
+    {
+        return Ok(false);
+    }
+    let Ok(mut bus) = burrow_systemd::bus::Connection::user() else {
+        return Ok(false);
+    };
+    bus.stop_unit(&unit)
+        .with_context(|| format!("stopping unit {unit} of container {}", c.name))?;
+    if let Some(pid) = c.pid {
+        // The unit's ExecStop= stops the container (its own timeout), then systemd kills.
+        crate::commands::stop::wait_exit(pid, Duration::from_secs(u64::from(timeout) + 90));
+    }
+    Ok(true)
+}
+
 /// The container ids in `--cidfile` files (`stop`, `rm`); with `ignore`, a missing file is
 /// skipped, as Podman's units expect on a stop after a failed start.
 pub fn read_cidfiles(files: &[PathBuf], ignore: bool) -> anyhow::Result<Vec<String>> {

@@ -24,9 +24,9 @@ pub struct SystemdArgs {
     /// Write the unit to a file in the current directory instead of stdout
     #[arg(short = 'f', long)]
     files: bool,
-    /// systemd restart policy (Restart=)
-    #[arg(long = "restart-policy", default_value = "on-failure", value_name = "POLICY")]
-    restart_policy: String,
+    /// systemd restart policy (Restart=; default: the container's --restart, else on-failure)
+    #[arg(long = "restart-policy", value_name = "POLICY")]
+    restart_policy: Option<String>,
     /// Seconds systemd waits before restarting (RestartSec=)
     #[arg(long = "restart-sec", value_name = "SECONDS")]
     restart_sec: Option<u32>,
@@ -76,12 +76,13 @@ pub fn generate(cmd: GenerateCommand, global: &GlobalOptions) -> anyhow::Result<
 }
 
 fn systemd(args: SystemdArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
-    if !unit::RESTART_POLICIES.contains(&args.restart_policy.as_str()) {
-        bail!(
-            "{} is not a valid restart policy: must be one of {}",
-            args.restart_policy,
-            unit::RESTART_POLICIES.join(", ")
-        );
+    if let Some(policy) = &args.restart_policy {
+        if !unit::RESTART_POLICIES.contains(&policy.as_str()) {
+            bail!(
+                "{policy} is not a valid restart policy: must be one of {}",
+                unit::RESTART_POLICIES.join(", ")
+            );
+        }
     }
     if args.template && !args.new {
         bail!("--template cannot be set without --new");
@@ -130,7 +131,17 @@ fn systemd(args: SystemdArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             .display()
             .to_string(),
         run_root: store.paths.run_root.display().to_string(),
-        restart_policy: args.restart_policy.clone(),
+        // The container's --restart, as systemd's Restart= (the unit restarts it, not the monitor).
+        restart_policy: args.restart_policy.clone().unwrap_or_else(|| {
+            match launch.restart {
+                crate::launch::RestartPolicy::No => "on-failure",
+                crate::launch::RestartPolicy::OnFailure(_) => "on-failure",
+                crate::launch::RestartPolicy::Always | crate::launch::RestartPolicy::UnlessStopped => {
+                    "always"
+                }
+            }
+            .to_string()
+        }),
         restart_sec: args.restart_sec,
         start_timeout: args.start_timeout,
         stop_timeout: args.stop_timeout.unwrap_or(launch.stop_timeout),

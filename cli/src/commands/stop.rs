@@ -95,6 +95,12 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
     }
     let launch = launch::summary(c)?;
     let timeout = timeout.unwrap_or(launch.stop_timeout);
+    // A unit's container is stopped through its unit, or systemd would restart it.
+    if crate::sdunits::stop_through_unit(c, timeout)? {
+        *c = wait_recorded(store, &c.id)?;
+        store.container_event(c, "stop", None);
+        return Ok(());
+    }
     store.set_stop_requested(&c.id, true)?;
     let pid = c.pid.context("a running container without a pid")?;
     let signal = parse_signal(&launch.stop_signal)?;

@@ -224,9 +224,23 @@ fn generate_unit_for_existing_container_forking() {
         String::from_utf8_lossy(&cmdline).contains("__monitor"),
         "MainPID {main_pid} is not the monitor"
     );
-    systemctl(&env, &["stop", &service]).success();
+    // `burrow stop` of a unit's container stops the unit: Restart=always does not bring it back.
+    env.run(&["stop", &name]).success();
     let state = env.run(&["inspect", "--format", "{{.State.Status}}", &name]);
     assert_eq!(state.success().stdout_trimmed(), "exited", "{state}");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            systemctl(&env, &["show", "-p", "ActiveState", "--value", &service]).stdout_trimmed()
+                == "inactive"
+        }),
+        "unit {service} not inactive after burrow stop"
+    );
+    let state = env.run(&["inspect", "--format", "{{.State.Status}}", &name]);
+    assert_eq!(
+        state.success().stdout_trimmed(),
+        "exited",
+        "restarted after stop: {state}"
+    );
 }
 
 #[test]
