@@ -121,34 +121,72 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(total)
 }
 
-fn health_config(
-    args: &SystemdArgs,
-    image: Option<&oci_spec::image::Config>,
-) -> anyhow::Result<Option<HealthConfig>> {
-    let _ = image; // the OCI image config has no HEALTHCHECK field: Docker images carry it beside
-    let test = match args.health_cmd.as_deref() {
-        None | Some("none") => {
+/// The HEALTHCHECK of a Docker image config (`config.Healthcheck`; OCI configs have none):
+/// its test, and interval, timeout, start period and retries when set.
+#[derive(Debug, Default, PartialEq)]
+struct ImageHealthcheck {
+    test: Vec<String>,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+    start_period: Option<Duration>,
+    retries: Option<u32>,
+}
+
+fn image_healthcheck(config_json: Option<&str>) -> Option<ImageHealthcheck> {
+    let v: serde_json::Value = serde_json::from_str(config_json?).ok()?;
+    let h = v.get("config")?.get("Healthcheck")?;
+    let test: Vec<String> = serde_json::from_value(h.get("Test")?.clone()).ok()?;
+    // ["NONE"] disables a check inherited from a base image.
+    if test.is_empty() || test[0] == "NONE" {
+        return None;
+    }
+    let nanos = |k: &str| {
+        h.get(k)
+            .and_then(serde_json::Value::as_u64)
+            .filter(|&n| n > 0)
+            .map(Duration::from_nanos)
+    };
+    Some(ImageHealthcheck {
+        test,
+        interval: nanos("Interval"),
+        timeout: nanos("Timeout"),
+        start_period: nanos("StartPeriod"),
+        retries: h
+            .get("Retries")
+            .and_then(serde_json::Value::as_u64)
+            .map(|n| n as u32)
+            .filter(|&n| n > 0),
+    })
+}
+
+fn health_config(args: &SystemdArgs, image_config: Option<&str>) -> anyhow::Result<Option<HealthConfig>> {
+    let image = image_healthcheck(image_config);
+    let test = match (args.health_cmd.as_deref(), &image) {
+        (Some("none"), _) => return Ok(None),
+        (None, Some(image)) => image.test.clone(),
+        (None, None) => {
             let any = args.health_interval.is_some()
                 || args.health_retries.is_some()
                 || args.health_timeout.is_some()
                 || args.health_start_period.is_some()
                 || args.health_on_failure.is_some();
-            if any && args.health_cmd.is_none() {
-                bail!("healthcheck flags need --health-cmd");
+            if any {
+                bail!("healthcheck flags need --health-cmd (or an image with a HEALTHCHECK)");
             }
             return Ok(None);
         }
         // A JSON array is the exec form; anything else runs in a shell.
-        Some(cmd) => match serde_json::from_str::<Vec<String>>(cmd) {
+        (Some(cmd), _) => match serde_json::from_str::<Vec<String>>(cmd) {
             Ok(v) if v.first().is_some_and(|f| f == "CMD" || f == "CMD-SHELL") => v,
             Ok(v) if !v.is_empty() => std::iter::once("CMD".to_string()).chain(v).collect(),
             _ => vec!["CMD-SHELL".into(), cmd.to_string()],
         },
     };
+    let image = image.unwrap_or_default();
     let interval = match args.health_interval.as_deref() {
         Some("disable") => Duration::ZERO,
         Some(t) => parse_duration(t)?,
-        None => Duration::from_secs(30),
+        None => image.interval.unwrap_or(Duration::from_secs(30)),
     };
     let on_failure = match args.health_on_failure.as_deref().unwrap_or("none") {
         "none" => HealthAction::None,
@@ -157,7 +195,7 @@ fn health_config(
         "stop" => HealthAction::Stop,
         other => bail!("invalid --health-on-failure {other:?}: must be none, kill, restart or stop"),
     };
-    let retries = args.health_retries.unwrap_or(3);
+    let retries = args.health_retries.or(image.retries).unwrap_or(3);
     if retries == 0 {
         bail!("healthcheck-retries must be greater than 0");
     }
@@ -169,12 +207,14 @@ fn health_config(
             .as_deref()
             .map(parse_duration)
             .transpose()?
+            .or(image.timeout)
             .unwrap_or(Duration::from_secs(30)),
         start_period: args
             .health_start_period
             .as_deref()
             .map(parse_duration)
             .transpose()?
+            .or(image.start_period)
             .unwrap_or(Duration::ZERO),
         retries,
         on_failure,
@@ -187,7 +227,7 @@ pub fn prepare(
     engine: &Engine,
     args: &SystemdArgs,
     name: Option<&str>,
-    image: Option<&oci_spec::image::Config>,
+    image_config_json: Option<&str>,
 ) -> anyhow::Result<SystemdOptions> {
     let sdnotify = args
         .sdnotify
@@ -195,7 +235,7 @@ pub fn prepare(
         .map(SdNotify::parse)
         .transpose()?
         .unwrap_or_default();
-    let health = health_config(args, image)?;
+    let health = health_config(args, image_config_json)?;
     if args.replace {
         let Some(name) = name else {
             bail!("cannot replace container without --name being set");
@@ -508,5 +548,27 @@ mod tests {
             ..Default::default()
         };
         assert!(health_config(&orphan, None).is_err());
+    }
+
+    #[test]
+    fn image_healthcheck_is_the_default() {
+        let config = r#"{"config":{"Healthcheck":{"Test":["CMD-SHELL","wget -q localhost"],"Interval":5000000000,"Retries":2}}}"#;
+        let h = health_config(&SystemdArgs::default(), Some(config))
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.test, vec!["CMD-SHELL", "wget -q localhost"]);
+        assert_eq!(
+            (h.interval, h.retries, h.timeout),
+            (Duration::from_secs(5), 2, Duration::from_secs(30))
+        );
+        let none = SystemdArgs {
+            health_cmd: Some("none".into()),
+            ..Default::default()
+        };
+        assert!(health_config(&none, Some(config)).unwrap().is_none());
+        let disabled = r#"{"config":{"Healthcheck":{"Test":["NONE"]}}}"#;
+        assert!(health_config(&SystemdArgs::default(), Some(disabled))
+            .unwrap()
+            .is_none());
     }
 }

@@ -334,25 +334,26 @@ impl Connection {
             via_bus,
             unix_fds: false,
         };
-        // EXTERNAL without an identity: the peer takes our credentials from the socket, which
-        // is right even inside burrow's user namespace, where getuid() says 0.
-        conn.stream.get_mut().write_all(b"\0AUTH EXTERNAL\r\n")?;
+        // As sd-bus: the whole handshake in one write, then its two answers. (Asking with no
+        // identity, to be answered DATA, leaves systemd's private socket sometimes silent on
+        // the first call.) The identity is our uid outside any user namespace, which is what
+        // the peer sees on the socket.
+        let hex: String = host_uid()
+            .to_string()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        conn.stream
+            .get_mut()
+            .write_all(format!("\0AUTH EXTERNAL {hex}\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n").as_bytes())?;
         let mut line = String::new();
         conn.stream.read_line(&mut line)?;
-        if line.starts_with("DATA") {
-            conn.stream.get_mut().write_all(b"DATA\r\n")?;
-            line.clear();
-            conn.stream.read_line(&mut line)?;
-        }
         if !line.starts_with("OK ") {
             return Err(BusError::Auth(line.trim().to_string()));
         }
-        // Descriptors (a unit's stdout) travel with messages only once agreed.
-        conn.stream.get_mut().write_all(b"NEGOTIATE_UNIX_FD\r\n")?;
         line.clear();
         conn.stream.read_line(&mut line)?;
         conn.unix_fds = line.starts_with("AGREE_UNIX_FD");
-        conn.stream.get_mut().write_all(b"BEGIN\r\n")?;
         if via_bus {
             conn.call(
                 "/org/freedesktop/DBus",
@@ -643,6 +644,20 @@ impl Connection {
             .unwrap_or_default()
             .to_string())
     }
+}
+
+/// Our uid as the kernel shows it to a peer in the initial user namespace.
+fn host_uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            (f.len() == 3).then(|| (f[0], f[1], f[2]))
+        })
+        .find(|&(inside, _, count)| uid >= inside && uid - inside < count)
+        .map_or(uid, |(inside, outside, _)| outside + (uid - inside))
 }
 
 #[cfg(test)]

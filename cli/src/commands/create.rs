@@ -518,7 +518,12 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         .unwrap_or_else(|| "SIGTERM".into());
     crate::launch::parse_signal(&stop_signal)?;
 
-    let systemd_options = crate::sdunits::prepare(engine, &args.systemd, args.name.as_deref(), config)?;
+    let systemd_options = crate::sdunits::prepare(
+        engine,
+        &args.systemd,
+        args.name.as_deref(),
+        image.as_ref().map(|i| i.config_json.as_str()),
+    )?;
     let record = store.create_container(&NewContainer {
         name: args.name.as_deref(),
         image_id: image.as_ref().map(|i| i.id.as_str()),

@@ -275,6 +275,30 @@ fn run_detached_is_a_transient_unit() {
 }
 
 #[test]
+fn run_detached_through_the_managers_private_socket() {
+    // A login session has XDG_RUNTIME_DIR=/run/user/UID and finds the manager's own socket
+    // there (no bus daemon): the store stays this test's through --runroot.
+    let Some(env) = env_with_busybox() else { return };
+    let runroot = env.runtime_dir().join("burrow");
+    let runroot = runroot.to_string_lossy();
+    for _ in 0..5 {
+        let mut c = env.cmd(&["--runroot", &runroot, "run", "-d", "bb", "sleep", "1000"]);
+        c.env("XDG_RUNTIME_DIR", manager_runtime_dir())
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        // Bounded well below the default: a call the manager never answers must fail here.
+        let out = run_bounded(c, None, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+        let id = out.success().stdout_trimmed().to_string();
+        assert!(!out.stderr.contains("WARN"), "{out}");
+        let unit = format!("burrow-{id}.service");
+        let units = systemctl(&env, &["list-units", "--plain", "--no-legend", &unit]);
+        assert!(units.success().stdout.contains(&unit), "{units}");
+        let mut rm = env.cmd(&["--runroot", &runroot, "rm", "-f", &id]);
+        rm.env("XDG_RUNTIME_DIR", manager_runtime_dir());
+        run_bounded(rm, None, Duration::from_secs(60)).unwrap().success();
+    }
+}
+
+#[test]
 fn run_detached_without_a_manager_says_so() {
     // A plain TestEnv has a private XDG_RUNTIME_DIR and no bus: no manager to reach.
     let env = TestEnv::new();
