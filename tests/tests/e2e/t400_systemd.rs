@@ -159,13 +159,18 @@ fn generate_new_unit_serves_and_cleans_up() {
     assert_eq!(verified.code, 0, "systemd-analyze verify failed\n{verified}");
     systemctl(&env, &["daemon-reload"]).success();
     systemctl(&env, &["start", &service]).success();
-    // Type=notify: `start` returned once the container ran, so it serves now.
-    let body = http_get(port, "/hostname");
-    assert_eq!(
-        body.as_deref().map(str::trim),
-        Some(name.as_str()),
-        "no answer from the unit's web server"
-    );
+    // Type=notify: `start` returned once the container ran; httpd listens a moment later.
+    let mut body = None;
+    wait_for(Duration::from_secs(20), || {
+        body = http_get(port, "/hostname");
+        body.is_some()
+    });
+    if body.is_none() {
+        let status = systemctl(&env, &["status", &service]);
+        let ps = env.run(&["ps", "-a"]);
+        panic!("no answer from the unit's web server on port {port}\n{status}\n{ps}");
+    }
+    assert_eq!(body.as_deref().map(str::trim), Some(name.as_str()));
     let ps = env.run(&["ps", "--format", "{{.Names}}"]);
     assert!(ps.success().stdout.lines().any(|l| l == name), "{ps}");
     systemctl(&env, &["stop", &service]).success();
