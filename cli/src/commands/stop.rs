@@ -117,7 +117,19 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
         let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
         wait_exit(pid, Duration::from_secs(10));
     }
-    *c = wait_recorded(store, &c.id)?;
+    let monitor = c.monitor_pid;
+    match wait_recorded(store, &c.id) {
+        Ok(now) => *c = now,
+        // A --rm container's monitor removed it once it ended: stopped all the same.
+        Err(e) if crate::sdunits::is_no_such_container(&e) => c.state = ContainerState::Exited,
+        Err(e) => return Err(e),
+    }
+    // As a unit's ExecStop=: systemd does not wait for a main process it did not start itself
+    // (the monitor, named by MAINPID=) but kills it at once when ExecStop= returns, so the
+    // monitor must be gone by then.
+    if let Some(m) = monitor.filter(|_| burrow_systemd::scope::in_service_unit()) {
+        wait_exit(m, Duration::from_secs(10));
+    }
     store.container_event(c, "stop", None);
     Ok(())
 }

@@ -174,6 +174,9 @@ fn generate_new_unit_serves_and_cleans_up() {
     let ps = env.run(&["ps", "--format", "{{.Names}}"]);
     assert!(ps.success().stdout.lines().any(|l| l == name), "{ps}");
     systemctl(&env, &["stop", &service]).success();
+    // A clean stop: the monitor (MAINPID=) was gone when ExecStop= returned, not killed.
+    let result = systemctl(&env, &["show", "-p", "Result", "--value", &service]);
+    assert_eq!(result.stdout_trimmed(), "success", "{result}");
     let all = env.run(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(
         !all.success().stdout.contains(&name),
