@@ -11,6 +11,8 @@ umask 022
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/lib/common.sh
 source "$ROOT/hack/lib/common.sh"
+# shellcheck source=hack/lib/systemd-user.sh
+source "$ROOT/hack/lib/systemd-user.sh"
 
 RUNTIME_PACKAGES=(uidmap busybox-static libseccomp-dev pkg-config)
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
@@ -60,6 +62,7 @@ main() {
   ensure_packages "${RUNTIME_PACKAGES[@]}"
   ensure_cargo
   build_and_install
+  install_user_generator /usr/local/bin/burrow
   ensure_user "$user" range
   ensure_devices
   first_container "$user"
@@ -68,6 +71,7 @@ main() {
 Done:
   - packages: ${RUNTIME_PACKAGES[*]}
   - /usr/local/bin/burrow (release build of $ROOT)
+  - quadlet: /usr/lib/systemd/user-generators/burrow-user-generator -> /usr/local/bin/burrow
   - $user: subuid/subgid ranges (start:count) $(grep -hE "^($user|$(id -u "$user")):" /etc/subuid /etc/subgid |
     cut -d: -f2-3 | paste -sd' '), runtime dir /run/user/$(id -u "$user")
   - /dev/fuse and /dev/net/tun: mode 0666

@@ -74,6 +74,7 @@ step_users_and_devices() {
   log "== users and devices"
   ensure_users
   ensure_devices
+  install_user_generator "$BURROW_BIN"
 }
 
 step_systemd() {

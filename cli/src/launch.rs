@@ -60,6 +60,10 @@ pub struct Launch {
     /// Ids of the containers started before this one (`--requires`, `--link`).
     #[serde(default)]
     pub requires: Vec<String>,
+    /// `--sdnotify` and healthcheck settings, and the command line that created the
+    /// container (for `generate systemd --new`).
+    #[serde(default)]
+    pub systemd: crate::sdunits::SystemdOptions,
 }
 
 /// Another network namespace a container joins instead of getting its own.

@@ -4,9 +4,11 @@ mod commands;
 mod context;
 mod docker;
 mod exit;
+mod health;
 mod launch;
 mod log;
 mod monitor;
+mod sdunits;
 mod userspec;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -32,6 +34,17 @@ pub struct GlobalOptions {
     pub log_level: log::Level,
 }
 
+impl GlobalOptions {
+    /// The options of a call that gave none (the store's default places).
+    pub fn defaults() -> GlobalOptions {
+        GlobalOptions {
+            root: None,
+            runroot: None,
+            log_level: log::Level::Warn,
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "burrow",
@@ -50,6 +63,16 @@ struct Cli {
 }
 
 fn main() {
+    // Installed as a systemd user generator (a link named burrow-user-generator): quadlet.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with("-generator"))
+    {
+        let dirs: Vec<std::path::PathBuf> = std::env::args_os().skip(1).map(Into::into).collect();
+        let global = GlobalOptions::defaults();
+        std::process::exit(commands::sdcmd::generator(&dirs, &global));
+    }
     let docker = docker::detect();
     let program = if docker { "docker" } else { "burrow" };
     let parsed = Cli::command()

@@ -4,7 +4,7 @@
 //! output to its log, records its exit, removes it with --rm and restarts it by policy.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -50,6 +50,20 @@ pub fn start_detached(
     record: &ContainerRecord,
     attach: Option<OwnedFd>,
 ) -> anyhow::Result<()> {
+    start_detached_with(engine, global, record, attach, true)
+}
+
+/// [`start_detached`]; with `systemd`, the monitor runs as a transient service of the user's
+/// manager when one is reachable (and this is not already part of a unit). An attached
+/// client (`start -a`) needs the plain monitor: its socket goes to the monitor directly.
+pub fn start_detached_with(
+    engine: &Engine,
+    global: &GlobalOptions,
+    record: &ContainerRecord,
+    attach: Option<OwnedFd>,
+    systemd: bool,
+) -> anyhow::Result<()> {
+    let unit = crate::sdunits::monitor_unit(&record.id, systemd && attach.is_none());
     let store = &engine.store;
     // A write less for a new container (`run -d`): it was never stopped.
     if record.stop_requested {
@@ -58,51 +72,80 @@ pub fn start_detached(
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
     let monitor_log = store.paths.container_dir(&record.id).join("monitor.log");
     let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("burrow");
+    let mut args: Vec<String> = vec!["burrow".into()];
     if let Some(root) = &global.root {
-        cmd.arg("--root").arg(root);
+        args.extend(["--root".into(), root.display().to_string()]);
     }
     if let Some(runroot) = &global.runroot {
-        cmd.arg("--runroot").arg(runroot);
+        args.extend(["--runroot".into(), runroot.display().to_string()]);
     }
-    cmd.arg("__monitor")
-        .arg(&record.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    // Above the numbers they go to in the child, so that no dup2 there overwrites the other.
-    let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
-    let ready_fd = high(&ready_w)?;
-    let attach_fd = attach.as_ref().map(high).transpose()?;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // A session of its own: the user's terminal closing does not end it.
-            nix::unistd::setsid()?;
-            if libc::dup2(ready_fd, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+    args.push("__monitor".into());
+    let mut under_unit = false;
+    if let Some(unit) = &unit {
+        // The manager starts it: the ready pipe is its stdout, the log its stderr.
+        let mut unit_args = args.clone();
+        unit_args.push("--ready-on-stdout".into());
+        unit_args.push(record.id.clone());
+        let exe = std::fs::read_link("/proc/self/exe").context("finding the burrow binary")?;
+        unit_args[0] = exe.display().to_string();
+        let stop_timeout = launch::summary(record).map_or(10, |l| l.stop_timeout);
+        match crate::sdunits::start_monitor_service(
+            unit,
+            &record.id,
+            &unit_args,
+            ready_w.as_raw_fd(),
+            stderr.as_raw_fd(),
+            stop_timeout,
+        ) {
+            Ok(()) => under_unit = true,
+            Err(e) => {
+                eprintln!("WARN: starting the monitor as systemd unit {unit}: {e}; using a plain monitor")
             }
-            if let Some(fd) = attach_fd {
-                if libc::dup2(fd, ATTACH_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let spawned = cmd.spawn().context("starting the container's monitor");
-    // SAFETY: both were made above, for the child only.
-    unsafe {
-        libc::close(ready_fd);
-        if let Some(fd) = attach_fd {
-            libc::close(fd);
         }
     }
-    spawned?;
+    if !under_unit {
+        args.push(record.id.clone());
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("burrow")
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        // Above the numbers they go to in the child, so that no dup2 there overwrites the other.
+        let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
+        let ready_fd = high(&ready_w)?;
+        let attach_fd = attach.as_ref().map(high).transpose()?;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // A session of its own: the user's terminal closing does not end it.
+                nix::unistd::setsid()?;
+                if libc::dup2(ready_fd, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = attach_fd {
+                    if libc::dup2(fd, ATTACH_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn().context("starting the container's monitor");
+        // SAFETY: both were made above, for the child only.
+        unsafe {
+            libc::close(ready_fd);
+            if let Some(fd) = attach_fd {
+                libc::close(fd);
+            }
+        }
+        spawned?;
+    }
     drop((ready_w, attach));
+    // One line: under systemd the manager keeps a copy of the pipe while the unit runs, so
+    // there is no end of file to wait for (but there is one if the unit fails to start).
     let mut report = String::new();
-    File::from(ready_r).read_to_string(&mut report)?;
+    std::io::BufReader::new(File::from(ready_r)).read_line(&mut report)?;
     match serde_json::from_str::<Ready>(&report) {
         Ok(Ready::Running { .. }) => Ok(()),
         Ok(Ready::Failed { message, exit_code }) => Err(ExitError {
@@ -252,8 +295,20 @@ impl LogWriter {
 }
 
 /// The ready pipe at READY_FD, if our starter gave us one (a systemd unit running the
-/// monitor as its main process gives none: then there is nobody to tell).
-fn ready_pipe() -> Option<File> {
+/// monitor as its main process gives none: then there is nobody to tell), or on stdout
+/// when `run -d` started the monitor as a transient unit.
+fn ready_pipe(on_stdout: bool) -> Option<File> {
+    if on_stdout {
+        // SAFETY: dup of our stdout; stdout itself then goes to /dev/null, so that the pipe
+        // closes on our side once the report is written.
+        let fd = unsafe { libc::dup(1) };
+        if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+            // SAFETY: dup2 onto our own stdout.
+            unsafe { libc::dup2(null.as_raw_fd(), 1) };
+        }
+        // SAFETY: a new descriptor we own.
+        return (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) });
+    }
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on a descriptor number; fails harmlessly when it is not open.
     let is_fifo =
@@ -297,12 +352,19 @@ fn stdin_null() {
 }
 
 /// `burrow __monitor ID`.
-pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
+pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> anyhow::Result<i32> {
     let mut early = early_client();
-    let mut ready = ready_pipe();
+    let mut ready = ready_pipe(ready_on_stdout);
+    // A unit's notify socket, if the monitor runs as (part of) a Type=notify service; taken
+    // from the environment so that nothing started later sends to it by mistake.
+    let notify_socket = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty());
+    std::env::remove_var("NOTIFY_SOCKET");
+    let mut notified = false;
     let mut say = |message: Ready| {
         if let Some(mut f) = ready.take() {
-            let _ = f.write_all(serde_json::to_string(&message).unwrap_or_default().as_bytes());
+            let mut line = serde_json::to_string(&message).unwrap_or_default();
+            line.push('\n');
+            let _ = f.write_all(line.as_bytes());
         }
     };
     let engine = match Engine::open(global) {
@@ -340,7 +402,18 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
     );
     loop {
         let record = store.container(id)?;
-        let launch = launch::load(store, &record)?;
+        let mut launch = launch::load(store, &record)?;
+        let sdnotify = launch.systemd.sdnotify;
+        let mut proxy = None;
+        if let (Some(socket), crate::sdunits::SdNotify::Container, false) =
+            (&notify_socket, sdnotify, notified)
+        {
+            let bundle = store.container_dirs(id).bundle;
+            match crate::sdunits::proxy_notify_socket(&mut launch.spec, &bundle, socket) {
+                Ok(p) => proxy = Some(p),
+                Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+            }
+        }
         let mut log = match LogWriter::open(store, &record, &launch.log) {
             Ok(l) => l,
             Err(e) => {
@@ -384,6 +457,22 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         drop((out_w, err_w));
         let launch::Started { launched, network } = started;
         let pid = launched.pid;
+        if let (Some(socket), false) = (&notify_socket, notified) {
+            // Before `run -d` (the unit's first main process) exits: the monitor is the
+            // unit's main process from here on.
+            crate::sdunits::notify_started(socket, sdnotify);
+            notified = true;
+        }
+        if let Some(p) = proxy.take() {
+            p.spawn();
+        }
+        crate::health::reset(store, id);
+        // Stopped (a timer) when dropped, once the container has exited.
+        let _health = launch
+            .systemd
+            .health
+            .as_ref()
+            .map(|h| crate::health::start_driver(store, global, id, h));
         say(Ready::Running { pid: pid.as_raw() });
         let mut attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
@@ -411,6 +500,12 @@ pub fn monitor_main(global: &GlobalOptions, id: &str) -> anyhow::Result<i32> {
         if now.auto_remove {
             store.remove_container(id)?;
             return Ok(0);
+        }
+        // A healthcheck with --health-on-failure=restart killed it to be started again.
+        let health_restart = crate::health::restart_flag(store, id);
+        if std::fs::remove_file(&health_restart).is_ok() {
+            store.count_restart(id)?;
+            continue;
         }
         if !launch.restart.restarts(code, now.restarts, now.stop_requested) {
             return Ok(0);

@@ -110,3 +110,12 @@ systemd_user_stop() {
   SYSTEMD_USER_PID=""
   rm -f "$SYSTEMD_USER_LOG"
 }
+
+# install_user_generator BINARY: makes BINARY systemd's user generator for quadlet files, as Podman's package
+# installs podman-user-generator (systemd looks for user generators only in system dirs).
+install_user_generator() {
+  local bin=$1 dir=/usr/lib/systemd/user-generators
+  mkdir -p "$dir"
+  ln -sfn "$bin" "$dir/burrow-user-generator"
+  log "quadlet: $dir/burrow-user-generator -> $bin"
+}

@@ -165,6 +165,8 @@ pub struct CreateArgs {
     /// Docker's link: NAME[:ALIAS] in /etc/hosts (at the host, where its published ports are), and required
     #[arg(long, value_name = "NAME[:ALIAS]")]
     pub(crate) link: Vec<String>,
+    #[command(flatten)]
+    pub(crate) systemd: crate::sdunits::SystemdArgs,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -579,6 +581,12 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         .unwrap_or_else(|| "SIGTERM".into());
     crate::launch::parse_signal(&stop_signal)?;
 
+    let systemd_options = crate::sdunits::prepare(
+        engine,
+        &args.systemd,
+        args.name.as_deref(),
+        image.as_ref().map(|i| i.config_json.as_str()),
+    )?;
     let record = store.create_container(&NewContainer {
         name: args.name.as_deref(),
         image_id: image.as_ref().map(|i| i.id.as_str()),
@@ -705,6 +713,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             log: log.clone(),
             mounts: user_mounts,
             join_network: join_network.clone(),
+            systemd: systemd_options.clone(),
         };
         crate::launch::save(store, &record.id, &launch)?;
         if let Some(p) = &args.cidfile {

@@ -75,6 +75,9 @@ struct StateData {
     error: String,
     started_at: String,
     finished_at: String,
+    /// With a healthcheck: its status, failing streak and last results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<crate::health::HealthState>,
 }
 
 #[derive(Serialize)]
@@ -317,6 +320,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             error: String::new(),
             started_at: time_or_zero(c.started),
             finished_at: time_or_zero(c.finished),
+            health: crate::health::state(store, c),
         },
         image: c.image_id.clone().unwrap_or_default(),
         image_digest: image.as_ref().and_then(|i| i.digest.clone()).unwrap_or_default(),

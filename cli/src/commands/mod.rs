@@ -1,6 +1,7 @@
 //! One file per command; each parses its flags and calls the engine crates.
 
 pub mod attach;
+mod autoupdate;
 mod changes;
 mod commit;
 pub mod container;
@@ -12,6 +13,8 @@ mod diff;
 mod events;
 mod exec;
 mod export;
+mod generate;
+mod healthcheck;
 mod history;
 mod image;
 mod images;
@@ -34,9 +37,10 @@ mod rm;
 mod rmi;
 mod run;
 mod save;
+pub mod sdcmd;
 pub mod start;
 mod stats;
-mod stop;
+pub mod stop;
 mod system;
 mod system_clean;
 mod system_df;
@@ -159,6 +163,17 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Generate structured data based on containers
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
+    /// Auto update containers according to their auto-update policy
+    AutoUpdate(autoupdate::AutoUpdateArgs),
+    /// Manage health checks on containers
+    #[command(subcommand)]
+    Healthcheck(healthcheck::HealthcheckCommand),
+    /// Quadlet files as systemd units: install burrow's generator for your user
+    #[command(subcommand)]
+    Systemd(sdcmd::SystemdCommand),
 }
 
 /// Runs a command; returns the exit code.
@@ -206,6 +221,10 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Netstack(args) => netstack::netstack(args),
         Command::Volume(cmd) => volume::volume(cmd, global),
         Command::Version(args) => version::version(args),
+        Command::Generate(cmd) => generate::generate(cmd, global),
+        Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
+        Command::Healthcheck(cmd) => healthcheck::healthcheck(cmd, global),
+        Command::AutoUpdate(args) => autoupdate::auto_update(args, global),
     }
 }
 

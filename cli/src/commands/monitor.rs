@@ -4,9 +4,12 @@ use crate::GlobalOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
+    /// Report readiness on stdout (a transient unit's), not on descriptor 3
+    #[arg(long)]
+    ready_on_stdout: bool,
     id: String,
 }
 
 pub fn monitor(args: MonitorArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
-    crate::monitor::monitor_main(global, &args.id)
+    crate::monitor::monitor_main(global, &args.id, args.ready_on_stdout)
 }

@@ -215,6 +215,7 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             continue;
         }
         let mut r = row(c, args.no_trunc);
+        crate::health::annotate_status(&engine.store, c, &mut r);
         if let Some(sizes) = &sizes {
             let size = sizes.of(&engine.store, c);
             r["SizeText"] = Value::String(size_text(&size));

@@ -24,6 +24,12 @@ pub struct RmArgs {
     /// Remove the containers that depend on the container first (recursively)
     #[arg(long)]
     depend: bool,
+    /// Ignore errors when a specified container is missing
+    #[arg(short = 'i', long)]
+    ignore: bool,
+    /// Read the container ID from the file
+    #[arg(long, value_name = "FILE")]
+    cidfile: Vec<std::path::PathBuf>,
     /// Containers (names or ids)
     containers: Vec<String>,
 }
@@ -31,22 +37,28 @@ pub struct RmArgs {
 pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let store = &engine.store;
-    let names: Vec<String> = if args.all {
+    let mut names: Vec<String> = if args.all {
         store.containers()?.into_iter().map(|c| c.id).collect()
     } else {
         args.containers.clone()
     };
+    let from_files = crate::sdunits::read_cidfiles(&args.cidfile, args.ignore)?;
+    if !args.cidfile.is_empty() && from_files.is_empty() {
+        return Ok(0); // --ignore and no file: nothing to remove
+    }
+    names.extend(from_files);
     if names.is_empty() && !args.all {
         anyhow::bail!("you must provide at least one name or id");
     }
     let mut code = 0;
     let mut removed = Vec::new();
     for name in &names {
-        let result = store
-            .container(name)
-            .map_err(anyhow::Error::from)
-            // rm -a removes every container anyway: dependents go first.
-            .and_then(|c| remove(store, &args, args.depend || args.all, c, &mut removed, 0));
+        let found = store.container(name).map_err(anyhow::Error::from);
+        if args.ignore && found.as_ref().is_err_and(crate::sdunits::is_no_such_container) {
+            continue;
+        }
+        // rm -a removes every container anyway: dependents go first.
+        let result = found.and_then(|c| remove(store, &args, args.depend || args.all, c, &mut removed, 0));
         if let Err(e) = result {
             // Already gone as a dependent of an earlier one: not an error under -a.
             if args.all && removed.iter().any(|id: &String| id.starts_with(name.as_str())) {
@@ -54,6 +66,12 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             }
             eprintln!("Error: {}", crate::exit::message(&e));
             code = e.downcast_ref::<ExitError>().map_or(1, |x| x.code);
+        }
+    }
+    // As Podman: a container's id file goes with it (a unit's next start writes it anew).
+    if code == 0 {
+        for file in &args.cidfile {
+            let _ = std::fs::remove_file(file);
         }
     }
     Ok(code)

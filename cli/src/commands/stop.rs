@@ -21,6 +21,12 @@ pub struct StopArgs {
     /// Seconds to wait for stop before killing the container
     #[arg(short = 't', long = "time", visible_alias = "timeout")]
     time: Option<u32>,
+    /// Ignore errors when a specified container is missing
+    #[arg(short = 'i', long)]
+    ignore: bool,
+    /// Read the container ID from the file
+    #[arg(long, value_name = "FILE")]
+    cidfile: Vec<std::path::PathBuf>,
     /// Containers (names or ids)
     containers: Vec<String>,
 }
@@ -89,6 +95,12 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
     }
     let launch = launch::summary(c)?;
     let timeout = timeout.unwrap_or(launch.stop_timeout);
+    // A unit's container is stopped through its unit, or systemd would restart it.
+    if crate::sdunits::stop_through_unit(c, timeout)? {
+        *c = wait_recorded(store, &c.id)?;
+        store.container_event(c, "stop", None);
+        return Ok(());
+    }
     store.set_stop_requested(&c.id, true)?;
     let pid = c.pid.context("a running container without a pid")?;
     let signal = parse_signal(&launch.stop_signal)?;
@@ -105,7 +117,19 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
         let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
         wait_exit(pid, Duration::from_secs(10));
     }
-    *c = wait_recorded(store, &c.id)?;
+    let monitor = c.monitor_pid;
+    match wait_recorded(store, &c.id) {
+        Ok(now) => *c = now,
+        // A --rm container's monitor removed it once it ended: stopped all the same.
+        Err(e) if crate::sdunits::is_no_such_container(&e) => c.state = ContainerState::Exited,
+        Err(e) => return Err(e),
+    }
+    // As a unit's ExecStop=: systemd does not wait for a main process it did not start itself
+    // (the monitor, named by MAINPID=) but kills it at once when ExecStop= returns, so the
+    // monitor must be gone by then.
+    if let Some(m) = monitor.filter(|_| burrow_systemd::scope::in_service_unit()) {
+        wait_exit(m, Duration::from_secs(10));
+    }
     store.container_event(c, "stop", None);
     Ok(())
 }
@@ -132,10 +156,17 @@ fn targets(
         .collect())
 }
 
-pub fn stop(args: StopArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
+pub fn stop(mut args: StopArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let engine = Engine::open(global)?;
     let mut code = 0;
+    match crate::sdunits::read_cidfiles(&args.cidfile, args.ignore)? {
+        ids if args.cidfile.is_empty() || !ids.is_empty() => args.containers.extend(ids),
+        _ => return Ok(0), // --ignore and no file: nothing to stop
+    }
     for (name, found) in targets(&engine.store, args.all, &args.containers)? {
+        if args.ignore && found.as_ref().is_err_and(crate::sdunits::is_no_such_container) {
+            continue;
+        }
         match found.and_then(|mut c| stop_container(&engine.store, &mut c, args.time)) {
             Ok(()) => println!("{name}"),
             Err(e) => {

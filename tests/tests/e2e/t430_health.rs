@@ -1,0 +1,118 @@
+//! Healthchecks: `healthcheck run`, status in `ps` and `inspect`, `--health-on-failure`, and the
+//! checks run by a transient systemd timer (under the user manager) or by the monitor.
+
+use std::time::Duration;
+
+use burrow_tests::TestEnv;
+
+use crate::t400_systemd::{env_with_busybox, systemctl, wait_for};
+
+fn inspect(env: &TestEnv, name: &str, format: &str) -> String {
+    env.run(&["inspect", "--format", format, name])
+        .stdout_trimmed()
+        .to_string()
+}
+
+#[test]
+fn healthcheck_run_records_status_and_kills_on_failure() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    // interval=disable: only `healthcheck run` checks, so every step below is ours.
+    env.run(&[
+        "run",
+        "-d",
+        "--systemd=false",
+        "--name",
+        "h",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "disable",
+        "--health-retries",
+        "2",
+        "--health-on-failure",
+        "kill",
+        "bb",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ])
+    .success();
+    assert_eq!(inspect(&env, "h", "{{.State.Health.Status}}"), "starting");
+    let ok = env.run(&["healthcheck", "run", "h"]);
+    assert_eq!(ok.code, 0, "{ok}");
+    let ps = env.run(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.success().stdout.contains("(healthy)"), "{ps}");
+    env.run(&["exec", "h", "rm", "/tmp/ok"]).success();
+    // One failure of two allowed: still healthy, streak 1.
+    assert_eq!(env.run(&["healthcheck", "run", "h"]).code, 0);
+    assert_eq!(inspect(&env, "h", "{{.State.Health.FailingStreak}}"), "1");
+    let bad = env.run(&["healthcheck", "run", "h"]);
+    assert_eq!((bad.code, bad.stdout_trimmed()), (1, "unhealthy"), "{bad}");
+    // --health-on-failure=kill: the container is gone.
+    assert!(
+        wait_for(Duration::from_secs(20), || inspect(
+            &env,
+            "h",
+            "{{.State.Status}}"
+        ) == "exited"),
+        "not killed after turning unhealthy"
+    );
+    let none = env.run(&["healthcheck", "run", "h"]);
+    assert_eq!(none.code, 125, "{none}");
+    let bad_flag = env.run(&[
+        "create",
+        "--health-on-failure",
+        "explode",
+        "--health-cmd",
+        "true",
+        "bb",
+    ]);
+    assert_eq!(bad_flag.code, 125, "{bad_flag}");
+}
+
+#[test]
+fn failing_healthcheck_restarts_the_unit() {
+    let Some(env) = env_with_busybox() else { return };
+    let id = env.run(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "hr",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "--health-on-failure",
+        "restart",
+        "bb",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    let id = id.success().stdout_trimmed().to_string();
+    // A transient timer runs the checks.
+    let timer = format!("burrow-{id}-healthcheck.timer");
+    let timers = systemctl(&env, &["list-units", "--plain", "--no-legend", "--all", &timer]);
+    assert!(timers.stdout.contains(&timer), "{timers}");
+    assert!(
+        wait_for(Duration::from_secs(30), || inspect(
+            &env,
+            "hr",
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "never healthy"
+    );
+    let first_pid = inspect(&env, "hr", "{{.State.Pid}}");
+    env.run(&["exec", "hr", "rm", "/tmp/ok"]).success();
+    // The next check fails: the unit restarts, and the new container is healthy again.
+    let restarted = wait_for(Duration::from_secs(60), || {
+        let pid = inspect(&env, "hr", "{{.State.Pid}}");
+        pid != first_pid && pid != "0" && inspect(&env, "hr", "{{.State.Health.Status}}") == "healthy"
+    });
+    assert!(restarted, "not restarted (pid still {first_pid})");
+    env.run(&["rm", "-f", "hr"]).success();
+}
