@@ -141,6 +141,8 @@ pub struct CreateArgs {
     /// Write the container ID to the file
     #[arg(long, value_name = "FILE")]
     pub(crate) cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) pull: super::pull::RunPullArgs,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -405,7 +407,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
     let image = if args.rootfs {
         None
     } else {
-        Some(store.image(&args.image)?)
+        Some(super::pull::image_for_run(engine, &args.image, &args.pull)?)
     };
     let rootfs_dir = if args.rootfs {
         let dir = fs::canonicalize(&args.image).with_context(|| format!("--rootfs {}", args.image))?;

@@ -19,6 +19,7 @@ mod imageutil;
 mod import;
 mod inspect;
 mod load;
+mod login;
 mod logs;
 mod monitor;
 mod mount;
@@ -27,11 +28,14 @@ mod pause;
 mod port;
 mod procs;
 mod ps;
+pub mod pull;
+mod push;
 mod rename;
 mod rm;
 mod rmi;
 mod run;
 mod save;
+mod search;
 mod start;
 mod stats;
 mod stop;
@@ -148,6 +152,16 @@ pub enum Command {
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
+    /// Push an image to a specified destination
+    Push(push::PushArgs),
+    /// Log in to a container registry
+    Login(login::LoginArgs),
+    /// Log out of a container registry
+    Logout(login::LogoutArgs),
+    /// Search registries for an image
+    Search(search::SearchArgs),
 }
 
 /// Runs a command; returns the exit code.
@@ -192,6 +206,11 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Unshare(args) => unshare::unshare(args, global),
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
+        Command::Pull(args) => pull::pull_cmd(args, global),
+        Command::Push(args) => push::push_cmd(args, global),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
+        Command::Search(args) => search::search(args),
         Command::Version => {
             println!("Version:      {}", env!("CARGO_PKG_VERSION"));
             println!(
