@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod image_gen;
+pub mod registry;
 
 /// `PATH` given to burrow when the test process has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
