@@ -13,7 +13,7 @@ pub enum Progress {
 
 /// One blob's progress.
 pub struct Item {
-    bar: Option<ProgressBar>,
+    bar: Option<(ProgressBar, MultiProgress)>,
     label: String,
     lines: bool,
 }
@@ -65,7 +65,7 @@ impl Progress {
                 );
                 bar.set_message(label.clone());
                 Item {
-                    bar: Some(bar),
+                    bar: Some((bar, m.clone())),
                     label,
                     lines: false,
                 }
@@ -81,8 +81,11 @@ impl Item {
     }
 
     pub fn done(self, note: &str) {
-        if let Some(bar) = &self.bar {
-            bar.finish_with_message(format!("{} {note}", self.label));
+        if let Some((bar, multi)) = &self.bar {
+            // A finished transfer leaves one plain line above the bars, as Podman's.
+            bar.finish_and_clear();
+            multi.remove(bar);
+            let _ = multi.println(format!("{} {note}", self.label));
         } else if self.lines {
             eprintln!("{} {note}", self.label);
         }
@@ -97,7 +100,7 @@ pub struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(bar) = &self.item.bar {
+        if let Some((bar, _)) = &self.item.bar {
             bar.inc(n as u64);
         }
         Ok(n)

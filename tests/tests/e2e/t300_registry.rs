@@ -88,6 +88,43 @@ fn t300_pulls_what_skopeo_pushed_and_runs_it() {
         "{out}"
     );
 
+    // Pushed to another repository of the same registry, the layers are mounted, not sent.
+    let copy = format!("{}/copy/sample:2", reg.addr());
+    let out = env.run(&["push", "--tls-verify=false", &name, &copy]);
+    assert_eq!(
+        out.success().stderr.matches("skipped: mounted").count(),
+        3,
+        "{out}"
+    );
+
+    // search lists the catalog; --list-tags the tags of one repository.
+    let search = |term: &str| -> Vec<String> {
+        let out = env.run(&["search", "--tls-verify=false", &format!("{}/{term}", reg.addr())]);
+        let lines = out.success().stdout.lines().skip(1);
+        lines.map(|l| l.trim().to_string()).collect()
+    };
+    let a = reg.addr();
+    assert_eq!(search("sam"), [format!("{a}/copy/sample"), format!("{a}/sample")]);
+    assert_eq!(search("cop"), [format!("{a}/copy/sample")]);
+    let out = env.run(&[
+        "search",
+        "--tls-verify=false",
+        "--list-tags",
+        &format!("{}/copy/sample", reg.addr()),
+    ]);
+    let rows: Vec<Vec<&str>> = out
+        .success()
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec![format!("{}/copy/sample", reg.addr()).as_str(), "2"]],
+        "{out}"
+    );
+
     // Unknown tags and repositories: exit 125, naming what is missing.
     let out = env.run(&[
         "pull",
