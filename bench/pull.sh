@@ -6,6 +6,8 @@
 #
 # Usage: sudo bench/pull.sh      PULL_RUNS=5 BENCH_USER=burrowtest
 #                                BURROW=PATH: a release binary to use instead of building target/release
+#                                BENCH_DIR=/dev/shm: put the stores (and the registry's) on tmpfs, to
+#                                measure the engines rather than a busy disk (default /tmp)
 # The image is bench/lib/big-image.sh's (shared with bench/load.sh), pushed with skopeo.
 set -euo pipefail
 umask 022
@@ -121,7 +123,7 @@ main() {
   make_archive "$archive"
   local mb
   mb=$(python3 -c "import json,tarfile,sys;t=tarfile.open(sys.argv[1]);i=json.load(t.extractfile('index.json'));m=json.load(t.extractfile('blobs/sha256/'+i['manifests'][0]['digest'][7:]));print(sum(l['size'] for l in m['layers'])/1e6)" "$archive")
-  WORK=$(mktemp -d /tmp/bp.XXXX)
+  WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/bp.XXXX")
   install -m 0755 "$burrow" "$WORK/burrow"
   start_registry
   log "pushing the image to $REGISTRY"
@@ -136,7 +138,7 @@ main() {
   log "benchmarking as $BENCH_USER in $WORK"
   run_as_user "$BENCH_USER" BURROW="$WORK/burrow" PODMAN="$podman" IMAGE="$REGISTRY/big:latest" WORK="$WORK" \
     PULL_RUNS="$PULL_RUNS" bash -c "$INNER" >"$WORK/results.tsv"
-  awk -F'\t' -v mb="$mb" -v runs="$PULL_RUNS" -v nproc="$(nproc)" '
+  awk -F'\t' -v mb="$mb" -v runs="$PULL_RUNS" -v nproc="$(nproc)" -v where="$(df --output=fstype "$WORK" | tail -n 1)" '
     { med[$1] = $2; p90[$1] = $3; rss[$1] = $4 }
     function ok(k) { return (k in med) && med[k] !~ /^FAILED/ && med[k] > 0 }
     function row(e) {
@@ -146,7 +148,7 @@ main() {
         mb / (med["pull-" e] / 1000), rss["pull-" e] / 1024
     }
     END {
-      printf "pull of a 3-layer image from a local registry, %.1f MB of gzip layers (%d runs; rmi -a -f before each; %d cores)\n", mb, runs, nproc
+      printf "pull of a 3-layer image from a local registry, %.1f MB of gzip layers (%d runs; rmi -a -f before each; %d cores; stores on %s)\n", mb, runs, nproc, where
       printf "| %-44s | %9s | %8s | %7s | %12s |\n", "command", "median ms", "p90 ms", "MB/s", "peak RSS MiB"
       print "|----------------------------------------------|-----------|----------|---------|--------------|"
       row("burrow"); row("podman")
