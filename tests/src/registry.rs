@@ -23,6 +23,14 @@ pub struct TestRegistry {
     dir: tempfile::TempDir,
     /// With TLS: the CA certificate that signed the registry's.
     pub ca: Option<PathBuf>,
+    /// With token auth: the token server's stop flag.
+    token_stop: Option<Arc<AtomicBool>>,
+}
+
+enum Auth<'a> {
+    None,
+    Htpasswd(&'a str, &'a str),
+    Token(&'a str, &'a str),
 }
 
 fn free_port() -> u16 {
@@ -48,16 +56,23 @@ fn openssl(args: &[&str], dir: &Path) {
 impl TestRegistry {
     /// A plain-HTTP registry without auth.
     pub fn plain() -> TestRegistry {
-        Self::start(None)
+        Self::start(Auth::None)
+    }
+
+    /// A plain-HTTP registry with token auth (the flow of Docker Hub and quay.io): it answers
+    /// 401 with `Bearer realm=...`; a token server here hands out JWTs (RS256, signed with
+    /// openssl) granting what is asked to `user`/`password`, and nothing to anyone else.
+    pub fn with_token_auth(user: &str, password: &str) -> TestRegistry {
+        Self::start(Auth::Token(user, password))
     }
 
     /// A TLS registry (certificate for 127.0.0.1 signed by [`TestRegistry::ca`]) that
     /// wants `user`/`password` (basic auth, htpasswd with bcrypt).
     pub fn tls_with_auth(user: &str, password: &str) -> TestRegistry {
-        Self::start(Some((user, password)))
+        Self::start(Auth::Htpasswd(user, password))
     }
 
-    fn start(auth: Option<(&str, &str)>) -> TestRegistry {
+    fn start(auth: Auth) -> TestRegistry {
         let base = std::env::var_os("BURROW_TEST_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
         let dir = tempfile::Builder::new()
             .prefix("reg")
@@ -67,7 +82,38 @@ impl TestRegistry {
         fs::create_dir(d.join("data")).unwrap();
         let mut extra = String::new();
         let mut ca = None;
-        if let Some((user, password)) = auth {
+        let mut token_stop = None;
+        if let Auth::Token(user, password) = auth {
+            openssl(
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=burrow token signer",
+                    "-keyout",
+                    "token.key",
+                    "-out",
+                    "token.crt",
+                ],
+                d,
+            );
+            openssl(
+                &["x509", "-in", "token.crt", "-outform", "DER", "-out", "token.der"],
+                d,
+            );
+            let (port, stop) = token_server(d.to_path_buf(), user.to_string(), password.to_string());
+            extra = format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: burrow-test\n    issuer: burrow-test-issuer\n    rootcertbundle: {}/token.crt\n",
+                d.display()
+            );
+            token_stop = Some(stop);
+        }
+        if let Auth::Htpasswd(user, password) = auth {
             openssl(
                 &[
                     "req",
@@ -160,7 +206,13 @@ impl TestRegistry {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if up {
-                return TestRegistry { child, port, dir, ca };
+                return TestRegistry {
+                    child,
+                    port,
+                    dir,
+                    ca,
+                    token_stop,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -191,6 +243,9 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
+        if let Some(stop) = &self.token_stop {
+            stop.store(true, Ordering::Relaxed);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -346,4 +401,161 @@ fn serve(
             return Ok(());
         }
     }
+}
+
+fn base64(data: &[u8], url: bool) -> String {
+    let table: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..=chunk.len() {
+            out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            out.push_str(&"=".repeat(3 - chunk.len()));
+        }
+    }
+    out
+}
+
+/// Standard base64 (with padding), as auth.json and HTTP basic auth use it.
+pub fn base64_std(data: &[u8]) -> String {
+    base64(data, false)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Serves `GET /token?service=..&scope=..` on a free port until the flag is set.
+fn token_server(dir: PathBuf, user: String, password: String) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let good = format!("Basic {}", base64_std(format!("{user}:{password}").as_bytes()));
+    std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let Ok((conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = conn.set_nonblocking(false);
+            let _ = answer_token(conn, &dir, &user, &good);
+        }
+    });
+    (port, stop)
+}
+
+fn answer_token(conn: TcpStream, dir: &Path, user: &str, good: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                authorization = Some(v.trim().to_string());
+            }
+        }
+    }
+    let reply = |out: &mut TcpStream, status: &str, body: &str| {
+        write!(
+            out,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let authorized = match authorization.as_deref() {
+        None => false,
+        Some(a) if a == good => true,
+        Some(_) => {
+            return reply(
+                &mut out,
+                "401 Unauthorized",
+                r#"{"details":"invalid credentials"}"#,
+            )
+        }
+    };
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(("scope", v)) = pair.split_once('=') else {
+            continue;
+        };
+        let scope = percent_decode(v);
+        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+        if let [kind, name, actions] = parts.as_slice() {
+            let actions: Vec<&str> = if authorized {
+                actions.split(',').collect()
+            } else {
+                vec![]
+            };
+            access.push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({
+        "alg": "RS256",
+        "typ": "JWT",
+        "x5c": [base64_std(&fs::read(dir.join("token.der"))?)],
+    });
+    let claims = serde_json::json!({
+        "iss": "burrow-test-issuer",
+        "sub": if authorized { user } else { "" },
+        "aud": "burrow-test",
+        "exp": now + 600,
+        "nbf": now - 10,
+        "iat": now - 10,
+        "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64(header.to_string().as_bytes(), true),
+        base64(claims.to_string().as_bytes(), true)
+    );
+    let mut sign = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.join("token.key"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    sign.stdin.take().unwrap().write_all(signing_input.as_bytes())?;
+    let signed = sign.wait_with_output()?;
+    let token = format!("{signing_input}.{}", base64(&signed.stdout, true));
+    reply(
+        &mut out,
+        "200 OK",
+        &serde_json::json!({"token": token, "expires_in": 600}).to_string(),
+    )
 }

@@ -1,5 +1,5 @@
 //! A TLS registry with htpasswd auth: certificates from certs.d, login/logout writing the
-//! auth.json that skopeo reads too, wrong passwords, --creds; and faults: a corrupted blob
+//! auth.json that skopeo reads too, wrong passwords, --creds; bearer tokens from a realm; and faults: a corrupted blob
 //! is refused with nothing stored, a pull killed with -9 mid-layer leaves nothing behind.
 
 use std::fs;
@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use burrow_tests::image_gen::{busybox_rootfs_entries, sample_image, Compression, Entry, ImageSpec, Layer};
-use burrow_tests::registry::{skopeo, Fault, FaultProxy, TestRegistry};
+use burrow_tests::registry::{base64_std, skopeo, Fault, FaultProxy, TestRegistry};
 use burrow_tests::TestEnv;
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ fn t310_login_logout_and_pulls_over_tls_with_auth() {
     assert!(!out.stderr.contains(PASSWORD));
     let json: Value = serde_json::from_str(&fs::read_to_string(&auth_file).unwrap()).unwrap();
     // base64 of user:password, as Podman writes it.
-    let expected = base64_encode(format!("{USER}:{PASSWORD}").as_bytes());
+    let expected = base64_std(format!("{USER}:{PASSWORD}").as_bytes());
     assert_eq!(json["auths"][&addr]["auth"], expected.as_str());
     assert_eq!(
         fs::metadata(&auth_file).unwrap().permissions().mode() & 0o777,
@@ -121,21 +121,42 @@ fn t310_login_logout_and_pulls_over_tls_with_auth() {
     assert_eq!(out.code, 125, "{out}");
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+#[test]
+fn t313_bearer_tokens_from_the_realm() {
+    let env = TestEnv::new();
+    let reg = TestRegistry::with_token_auth(USER, PASSWORD);
+    let addr = reg.addr();
+    let name = format!("{addr}/bb:1");
+    env.import_busybox("bb");
+    // Anonymous: the token grants nothing, so the registry refuses.
+    let out = env.run(&["push", "--tls-verify=false", "bb", &name]);
+    assert_eq!(out.code, 125, "{out}");
+    assert!(out.stderr.contains("authentication required"), "{out}");
+    let out = env.run(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        USER,
+        "-p",
+        "bad-password",
+        &addr,
+    ]);
+    assert_eq!(out.code, 125, "{out}");
+    assert!(out.stderr.contains("invalid username/password"), "{out}");
+    let out = env.run(&["login", "--tls-verify=false", "-u", USER, "-p", PASSWORD, &addr]);
+    assert_eq!(out.success().stdout, "Login Succeeded!\n", "{out}");
+    // Logged in: tokens for push and pull come from the realm with the stored credentials.
+    env.run(&["push", "-q", "--tls-verify=false", "bb", &name])
+        .success();
+    env.run(&["rmi", "bb"]).success();
+    env.run(&["pull", "-q", "--tls-verify=false", &name]).success();
+    let out = env.run(&["run", "--rm", &name, "echo", "token"]);
+    assert_eq!(out.success().stdout, "token\n", "{out}");
+    env.run(&["logout", &addr]).success();
+    env.run(&["rmi", "-a"]).success();
+    let out = env.run(&["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(out.code, 125, "{out}");
+    assert!(out.stderr.contains("authentication required"), "{out}");
 }
 
 fn layers_dir(env: &TestEnv) -> PathBuf {
