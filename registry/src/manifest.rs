@@ -276,3 +276,58 @@ mod tests {
         assert!(Platform::parse("linux").is_err());
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::client::ClientOptions;
+
+    /// A one-connection-per-request HTTP server answering `/v2/` and one manifest.
+    fn serve(manifest: &'static str, media_type: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            // The client tries TLS first (insecure: then plain HTTP): skip what is not HTTP.
+            for conn in listener.incoming().take(6).flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() || !first.starts_with("GET ") {
+                    continue;
+                }
+                loop {
+                    let mut l = String::new();
+                    if reader.read_line(&mut l).map_or(true, |n| n == 0) || l == "\r\n" {
+                        break;
+                    }
+                }
+                let body = if first.contains("/manifests/") {
+                    manifest
+                } else {
+                    "{}"
+                };
+                let mut out = conn;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn refuses_schema1_with_a_clear_error() {
+        let port = serve(
+            r#"{"schemaVersion":1,"name":"x","tag":"1","fsLayers":[],"history":[]}"#,
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        );
+        let client =
+            Client::connect(&format!("127.0.0.1:{port}"), true, &ClientOptions::default(), "x").unwrap();
+        let e = fetch_image(&client, "x", "1", &Platform::host()).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+    }
+}

@@ -39,7 +39,8 @@ pub fn pull(
     let candidates = conf.resolve(name)?;
     let mut errors: Vec<RegistryError> = Vec::new();
     for reference in &candidates {
-        if opts.all_tags && (reference.digest.is_some() || name.contains(':') && !name.ends_with(":latest")) {
+        let tagged = name.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        if opts.all_tags && (reference.digest.is_some() || tagged) {
             return Err(RegistryError::Config(
                 "tag can't be used with --all-tags/-a".into(),
             ));

@@ -125,6 +125,39 @@ fn t300_pulls_what_skopeo_pushed_and_runs_it() {
         "{out}"
     );
 
+    // By digest, and every tag at once.
+    let by_digest = format!("{}/sample@{}", reg.addr(), digests.manifest.as_ref().unwrap());
+    let out = env.run(&["pull", "-q", "--tls-verify=false", &by_digest]);
+    assert_eq!(out.success().stdout.trim(), hex(&digests.config), "{out}");
+    skopeo(
+        &env,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{name}"),
+            &format!("docker://{}/sample:2", reg.addr()),
+        ],
+    )
+    .success();
+    env.run(&["rmi", "-a", "-f"]).success();
+    let out = env.run(&[
+        "pull",
+        "-q",
+        "--all-tags",
+        "--tls-verify=false",
+        &format!("{}/sample", reg.addr()),
+    ]);
+    assert_eq!(
+        out.success().stdout,
+        format!("{0}\n{0}\n", hex(&digests.config)),
+        "{out}"
+    );
+    let out = env.run(&["images", "--format", "{{.Tag}}"]);
+    let mut tags: Vec<&str> = out.success().stdout.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["1", "2"], "{out}");
+
     // Unknown tags and repositories: exit 125, naming what is missing.
     let out = env.run(&[
         "pull",
