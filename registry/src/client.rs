@@ -392,8 +392,14 @@ impl Client {
             for (k, v) in headers {
                 builder = builder.header(*k, *v);
             }
-            if let Some(a) = self.auth_header(scope)? {
-                builder = builder.header("Authorization", a);
+            // Credentials go to the registry itself only, never to a host a Location names.
+            let same_origin = url
+                .strip_prefix(&self.base)
+                .is_some_and(|rest| rest.starts_with('/'));
+            if same_origin {
+                if let Some(a) = self.auth_header(scope)? {
+                    builder = builder.header("Authorization", a);
+                }
             }
             let bad = |e: http::Error| RegistryError::Http {
                 url: url.clone(),
