@@ -24,7 +24,13 @@ impl Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
-            Progress::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+            // indicatif draws nothing on a terminal it deems dumb (TERM=dumb or unset).
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            if multi.is_hidden() {
+                Progress::Lines
+            } else {
+                Progress::Bars(multi)
+            }
         } else {
             Progress::Lines
         }

@@ -158,6 +158,28 @@ fn t300_pulls_what_skopeo_pushed_and_runs_it() {
     tags.sort();
     assert_eq!(tags, ["1", "2"], "{out}");
 
+    // On a terminal: a bar per layer while it transfers, then one line per blob; plain
+    // lines where TERM is unset (or dumb), as indicatif cannot draw there.
+    for term in ["TERM=xterm", "-uTERM"] {
+        env.run(&["rmi", "-a", "-f"]).success();
+        let bin = burrow_tests::burrow_bin();
+        let args = [term, bin.to_str().unwrap(), "pull", "--tls-verify=false", &name];
+        let mut c = burrow_tests::pty_command("env", &args);
+        c.env_clear().envs(env.envs()).current_dir(env.home());
+        let out = burrow_tests::run_bounded(c, Some(b""), std::time::Duration::from_secs(120)).unwrap();
+        assert_eq!(out.code, 0, "{out}");
+        assert_eq!(
+            out.stdout.contains("\x1b["),
+            term == "TERM=xterm",
+            "{term}: {out}"
+        );
+        assert_eq!(
+            out.stdout.matches(" done").count(),
+            4,
+            "3 blobs and the config: {out}"
+        );
+    }
+
     // Unknown tags and repositories: exit 125, naming what is missing.
     let out = env.run(&[
         "pull",
