@@ -1,7 +1,7 @@
 #!/bin/bash
 # Registry pull speed: `pull` of a ~150 MB (gzip), 3-layer image from a local registry (Debian's
 # docker-registry on 127.0.0.1, plain HTTP), burrow beside Podman (when installed), in the same run,
-# each from an empty store (`rmi -a -f` before each timed pull). Also the peak RSS of one pull.
+# each from an empty store (`rmi -a -f`, then sync, before each timed pull). Also the peak RSS of one pull.
 # A measurement, not a test.
 #
 # Usage: sudo bench/pull.sh      PULL_RUNS=5 BENCH_USER=burrowtest
@@ -100,7 +100,8 @@ for e in "${engines[@]}"; do
   if ! out=$(/usr/bin/time -f "%M" -o "$WORK/rss-$e" $b pull -q --tls-verify=false "$IMAGE" 2>&1); then
     printf "pull-%s\tFAILED: %s\n" "$e" "$(tail -n 1 <<<"$out")"; continue
   fi
-  hyperfine -N --style none --runs "$PULL_RUNS" --prepare "$b rmi -a -f" \
+  # sync: writeback of the previous run and of rmi must not land in the next timed run.
+  hyperfine -N --style none --runs "$PULL_RUNS" --prepare "sh -c \"$b rmi -a -f >/dev/null 2>&1; sync\"" \
     --export-json "$WORK/pull-$e.json" "$b pull -q --tls-verify=false $IMAGE" >/dev/null
   printf "pull-%s\t%s\t%s\n" "$e" "$(stats "$WORK/pull-$e.json")" "$(tail -n 1 "$WORK/rss-$e")"
   $b rmi -a -f >/dev/null
@@ -148,7 +149,7 @@ main() {
         mb / (med["pull-" e] / 1000), rss["pull-" e] / 1024
     }
     END {
-      printf "pull of a 3-layer image from a local registry, %.1f MB of gzip layers (%d runs; rmi -a -f before each; %d cores; stores on %s)\n", mb, runs, nproc, where
+      printf "pull of a 3-layer image from a local registry, %.1f MB of gzip layers (%d runs; rmi -a -f and sync before each; %d cores; stores on %s)\n", mb, runs, nproc, where
       printf "| %-44s | %9s | %8s | %7s | %12s |\n", "command", "median ms", "p90 ms", "MB/s", "peak RSS MiB"
       print "|----------------------------------------------|-----------|----------|---------|--------------|"
       row("burrow"); row("podman")
