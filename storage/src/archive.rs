@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::images::{insert_image, stage_layer_in, Compression, StagedLayer};
+use crate::images::{insert_image, Compression, StagedLayer};
+use crate::ingest::{stage_checked, BlobCheck};
 use crate::layers::{hex, IdLimits};
 use crate::{normalize_name, now, random_id, tarsplit, Image, Store, StoreError};
 
@@ -226,22 +227,6 @@ fn check_digest(data: &[u8], digest: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Hashes what passes through it.
-struct Hasher<R> {
-    inner: R,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<R: Read> Read for Hasher<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-}
-
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -323,8 +308,7 @@ fn stage_all(
     Ok(staged)
 }
 
-/// Extracts one layer blob, checking the compressed digest and size (when known) and
-/// the uncompressed digest (the diff_id).
+/// Extracts one layer blob of the archive (see [`stage_checked`]).
 fn stage_blob(
     source: &Source,
     layers_dir: &Path,
@@ -332,64 +316,14 @@ fn stage_blob(
     limits: IdLimits,
     locked: bool,
 ) -> Result<StagedLayer, StoreError> {
-    let LayerJob {
-        diff_id,
-        blob,
-        digest,
-        size,
-    } = job;
-    let (reader, _) = source.open(blob)?;
-    let mut raw = Hasher {
-        inner: reader,
-        hasher: Sha256::new(),
-        size: 0,
+    let (reader, _) = source.open(&job.blob)?;
+    let check = BlobCheck {
+        what: format!("layer {}", job.blob),
+        digest: job.digest.clone(),
+        size: job.size,
+        diff_id: job.diff_id.clone(),
     };
-    let staged = stage_layer_in(layers_dir, &mut raw, limits, locked);
-    let drained = io::copy(&mut raw, &mut io::sink());
-    let layer = match (staged, drained) {
-        (Ok(layer), Ok(_)) => layer,
-        (_, Err(e)) => return Err(bad(format!("layer {blob}: {e}"))),
-        (Err(e), Ok(_)) => {
-            // A corrupt blob often fails to decompress before its digest can be
-            // checked: when the digest is wrong too, that is the cause to report.
-            if let Some(digest) = digest {
-                let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
-                if &got != digest {
-                    return Err(StoreError::DigestMismatch {
-                        what: format!("layer {blob}"),
-                        expected: digest.clone(),
-                        got,
-                    });
-                }
-            }
-            return Err(bad(format!("layer {blob}: {e}")));
-        }
-    };
-    if let Some(digest) = digest {
-        let got = format!("sha256:{}", hex(&raw.hasher.finalize()));
-        if &got != digest {
-            return Err(StoreError::DigestMismatch {
-                what: format!("layer {blob}"),
-                expected: digest.clone(),
-                got,
-            });
-        }
-    }
-    if size.is_some_and(|s| s != raw.size) {
-        return Err(bad(format!(
-            "layer {blob}: size {} does not match its descriptor",
-            raw.size
-        )));
-    }
-    let got = format!("sha256:{}", layer.diff_id);
-    if &got != diff_id {
-        return Err(StoreError::DigestMismatch {
-            what: format!("layer {blob} (uncompressed)"),
-            expected: diff_id.clone(),
-            got,
-        });
-    }
-    Ok(layer)
+    stage_checked(layers_dir, reader, &check, limits, locked)
 }
 
 impl Store {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod export;
 mod image_ops;
 mod images;
+mod ingest;
 pub mod layers;
 mod lock;
 mod names;
@@ -26,6 +27,7 @@ use rusqlite::Connection;
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use containers::{process_alive, ContainerDirs, ContainerRecord, ContainerState, NewContainer};
 pub use images::{normalize_name, Image};
+pub use ingest::{BlobCheck, IngestedLayer, LayerDir};
 pub use layers::IdLimits;
 pub use paths::{PathNotice, StorageConf, StorePaths};
 pub use volumes::{valid_volume_name, NewVolume, VolumeRecord};
@@ -73,6 +75,8 @@ pub enum StoreError {
     BadConfig(String),
     #[error("invalid image archive: {0}")]
     BadArchive(String),
+    #[error("layer {0} left the store meanwhile (its image was removed)")]
+    LayerGone(String),
     #[error("{what}: digest mismatch: expected {expected}, got {got}")]
     DigestMismatch {
         what: String,

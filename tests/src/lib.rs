@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod image_gen;
+pub mod registry;
 
 /// `PATH` given to burrow when the test process has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -165,10 +166,20 @@ impl TestEnv {
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
             p
         };
+        let config = sub("config");
+        // Short names never send a test to the internet (tests reach loopback only): they
+        // resolve to a blocked registry, so a missing image fails at once, here. Tests of
+        // registries write their own file.
+        fs::create_dir_all(config.join("containers")).expect("creating config/containers");
+        fs::write(
+            config.join("containers/registries.conf"),
+            "unqualified-search-registries = [\"127.0.0.1:1\"]\n\n[[registry]]\nlocation = \"127.0.0.1:1\"\nblocked = true\n",
+        )
+        .expect("writing registries.conf");
         TestEnv {
             home: sub("home"),
             data: sub("data"),
-            config: sub("config"),
+            config,
             cache: sub("cache"),
             runtime: sub("run"),
             root,

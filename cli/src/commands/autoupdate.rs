@@ -4,8 +4,8 @@
 //! image name goes back to the old image and the unit restarts again (`--rollback`).
 //!
 //! `local` compares the image the name points to in the store with the container's.
-//! `registry` needs a pull, which this burrow lacks yet: it is reported as failed; plugging a
-//! pull in is [`Pull`] (reference in, image id of what the name now points to out).
+//! `registry` pulls the container's image name ([`Pull`]: reference in, image id of what the
+//! name now points to out).
 
 use std::time::{Duration, Instant};
 
@@ -32,12 +32,7 @@ pub struct AutoUpdateArgs {
 }
 
 /// Pulls `reference` and returns the id of the image it now names (the `registry` policy).
-pub type Pull = dyn Fn(&Store, &str) -> anyhow::Result<String>;
-
-/// The pull of this build: none yet (the registry client is another part of burrow).
-fn no_pull(_: &Store, reference: &str) -> anyhow::Result<String> {
-    bail!("cannot check {reference} for updates: pulling from registries is not available in this burrow")
-}
+pub type Pull<'a> = dyn Fn(&Store, &str) -> anyhow::Result<String> + 'a;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -56,7 +51,12 @@ pub fn auto_update(args: AutoUpdateArgs, global: &GlobalOptions) -> anyhow::Resu
         other => bail!("invalid --rollback {other:?}: must be true or false"),
     };
     let engine = Engine::open(global)?;
-    let (reports, errors) = update_all(&engine.store, args.dry_run, rollback, &no_pull)?;
+    let (reports, errors) = update_all(
+        &engine.store,
+        args.dry_run,
+        rollback,
+        &|_: &Store, reference: &str| super::pull::pull_for_update(&engine, reference),
+    )?;
     print_reports(&reports, args.format.as_deref())?;
     for e in &errors {
         eprintln!("Error: {e:#}");
@@ -140,7 +140,7 @@ fn update_all(
     store: &Store,
     dry_run: bool,
     rollback: bool,
-    pull: &Pull,
+    pull: &Pull<'_>,
 ) -> anyhow::Result<(Vec<Report>, Vec<anyhow::Error>)> {
     let mut reports = Vec::new();
     let mut errors = Vec::new();

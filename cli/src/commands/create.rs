@@ -167,6 +167,8 @@ pub struct CreateArgs {
     pub(crate) link: Vec<String>,
     #[command(flatten)]
     pub(crate) systemd: crate::sdunits::SystemdArgs,
+    #[command(flatten)]
+    pub(crate) pull: super::pull::RunPullArgs,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub(crate) help: Option<bool>,
@@ -464,7 +466,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
     let image = if args.rootfs {
         None
     } else {
-        Some(store.image(&args.image)?)
+        Some(super::pull::image_for_run(engine, &args.image, &args.pull)?)
     };
     let rootfs_dir = if args.rootfs {
         let dir = fs::canonicalize(&args.image).with_context(|| format!("--rootfs {}", args.image))?;

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::ctrutil;
 use super::imageutil::containers_of;
-use super::{history, images, import, inspect, load, rmi, save, tag};
+use super::{history, images, import, inspect, load, pull, push, rmi, save, tag};
 use crate::context::Engine;
 use crate::GlobalOptions;
 
@@ -37,6 +37,10 @@ pub enum ImageCommand {
     Tag(tag::TagArgs),
     /// Remove a name from a local image
     Untag(tag::UntagArgs),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
+    /// Push an image to a specified destination
+    Push(push::PushArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +66,8 @@ pub fn image(cmd: ImageCommand, global: &GlobalOptions) -> Result<i32> {
         ImageCommand::Save(a) => save::save(a, global),
         ImageCommand::Tag(a) => tag::tag(a, global),
         ImageCommand::Untag(a) => tag::untag(a, global),
+        ImageCommand::Pull(a) => pull::pull_cmd(a, global),
+        ImageCommand::Push(a) => push::push_cmd(a, global),
     }
 }
 

@@ -23,6 +23,7 @@ mod import;
 mod inspect;
 mod links;
 mod load;
+mod login;
 mod logs;
 mod monitor;
 mod mount;
@@ -31,6 +32,8 @@ mod pause;
 mod port;
 mod procs;
 mod ps;
+pub mod pull;
+mod push;
 mod rename;
 mod restart;
 mod rm;
@@ -38,6 +41,7 @@ mod rmi;
 mod run;
 mod save;
 pub mod sdcmd;
+mod search;
 pub mod start;
 mod stats;
 pub mod stop;
@@ -174,6 +178,16 @@ pub enum Command {
     /// Quadlet files as systemd units: install burrow's generator for your user
     #[command(subcommand)]
     Systemd(sdcmd::SystemdCommand),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
+    /// Push an image to a specified destination
+    Push(push::PushArgs),
+    /// Log in to a container registry
+    Login(login::LoginArgs),
+    /// Log out of a container registry
+    Logout(login::LogoutArgs),
+    /// Search registries for an image
+    Search(search::SearchArgs),
 }
 
 /// Runs a command; returns the exit code.
@@ -225,6 +239,11 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
         Command::Healthcheck(cmd) => healthcheck::healthcheck(cmd, global),
         Command::AutoUpdate(args) => autoupdate::auto_update(args, global),
+        Command::Pull(args) => pull::pull_cmd(args, global),
+        Command::Push(args) => push::push_cmd(args, global),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
+        Command::Search(args) => search::search(args),
     }
 }
 

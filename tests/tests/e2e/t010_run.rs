@@ -50,8 +50,14 @@ fn exit_codes_follow_podman() {
         missing.stderr.contains("`no-such-command` not found in $PATH"),
         "{missing}"
     );
-    let image = env.run(&["run", "--rm", "no-such-image", "true"]);
+    let image = env.run(&["run", "--rm", "--pull=never", "no-such-image", "true"]);
     assert!(image.stderr.contains("no-such-image: image not known"), "{image}");
+    // With the default --pull=missing it is pulled first (here from the harness's blocked
+    // registry, see TestEnv::new): one error naming the image.
+    let pulled = env.run(&["run", "--rm", "no-such-image", "true"]);
+    assert_eq!(pulled.code, 125, "{pulled}");
+    assert!(pulled.stderr.contains("no-such-image"), "{pulled}");
+    assert_eq!(pulled.stderr.lines().count(), 1, "{pulled}");
 }
 
 #[test]

@@ -151,3 +151,85 @@ fn local_policy_updates_and_rolls_back() {
     let state = systemctl(&env, &["show", "-p", "ActiveState", "--value", &service]);
     assert_eq!(state.stdout_trimmed(), "active");
 }
+
+/// The `registry` policy: the unit's container moves to what a newer push to its tag in a
+/// registry (a real one on 127.0.0.1) holds.
+#[test]
+fn registry_policy_pulls_the_newer_push() {
+    let Some(env) = env_with_busybox() else { return };
+    let registry = burrow_tests::registry::TestRegistry::plain();
+    let addr = registry.addr();
+    std::fs::write(
+        env.config_dir().join("containers/registries.conf"),
+        format!("[[registry]]\nlocation = \"{addr}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let name = unique("t441web", &env);
+    let remote = format!("{addr}/t441/{name}:latest");
+    // Pushes a version of the image (/etc/version says `v`) to the registry.
+    let push_version = |v: &str| {
+        let tmp = format!("{name}tmp");
+        env.run(&[
+            "create",
+            "--name",
+            &tmp,
+            "bb",
+            "sh",
+            "-c",
+            &format!("echo {v} > /etc/version"),
+        ])
+        .success();
+        env.run(&["start", &tmp]).success();
+        env.run(&["wait", &tmp]).success();
+        env.run(&["commit", &tmp, &remote]).success();
+        env.run(&["rm", &tmp]).success();
+        env.run(&["push", &remote]).success();
+        image_id(&env, &remote)
+    };
+    let v1 = push_version("v1");
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    env.run(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "io.containers.autoupdate=registry",
+        "--stop-signal",
+        "KILL",
+        "-p",
+        &publish,
+        &remote,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ])
+    .success();
+    let unit = env.run(&["generate", "systemd", "--new", "--name", &name]);
+    unit.success();
+    env.run(&["rm", &name]).success();
+    let mut guard = UnitFileGuard::new(&env);
+    let service = format!("container-{name}.service");
+    guard.write(&service, &unit.stdout);
+    systemctl(&env, &["daemon-reload"]).success();
+    systemctl(&env, &["start", &service]).success();
+    assert!(serves(port, "v1"), "the unit does not serve v1");
+    assert_eq!(container_image(&env, &name), v1);
+
+    // A newer push; the local name is put back on v1, so only the registry knows of v2.
+    let v2 = push_version("v2");
+    assert_ne!(v1, v2);
+    env.run(&["tag", &v1, &remote]).success();
+    let update = env.run(&["auto-update", "--format", "{{.Unit}} {{.Updated}}"]);
+    assert!(
+        update.success().stdout.contains(&format!("{service} true")),
+        "{update}\n{}",
+        registry.log()
+    );
+    assert_eq!(container_image(&env, &name), v2);
+    assert!(serves(port, "v2"), "the unit does not serve v2 after the update");
+    systemctl(&env, &["stop", &service]).success();
+}

@@ -230,6 +230,24 @@ fn restart_on_failure_3_restarts_exactly_3_times() {
         "echo run; exit 1",
     ])
     .success();
+    // "3 Exited" shows already between the third run's end and the fourth's start (the count
+    // goes up before the restart): wait for the fourth run's end, then for the final state.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let died = env.run(&[
+            "events",
+            "--stream=false",
+            "--filter",
+            "event=died",
+            "--format",
+            "{{.Name}}",
+        ]);
+        if died.success().stdout.lines().count() >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fewer than 4 runs ended: {died}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let done = wait_for(&env, "flaky", "{{.Restarts}} {{.Status}}", |s| {
         s.starts_with("3 Exited")
     });
