@@ -45,16 +45,9 @@ trap cleanup EXIT
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 set -euo pipefail
-export HOME=$DIR/home XDG_DATA_HOME=$DIR/data XDG_CONFIG_HOME=$DIR/config XDG_CACHE_HOME=$DIR/cache \
-  XDG_RUNTIME_DIR=$DIR/run
-mkdir -m 0700 -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "$XDG_RUNTIME_DIR"
+source "$BENCH_LIB"
+private_dirs "$DIR"
 log() { printf "[%s] %s: %s\n" "$(date +%H:%M:%S)" "$ENGINE" "$*" >&2; }
-stats() {
-  jq -r ".results[0].times | sort | . as \$t | length as \$n
-    | [(if \$n % 2 == 1 then \$t[(\$n - 1) / 2] else (\$t[\$n / 2 - 1] + \$t[\$n / 2]) / 2 end),
-       \$t[((0.9 * (\$n - 1)) | round)]]
-    | map(. * 1000 * 10 | round / 10) | @tsv" "$1"
-}
 # bench METRIC COMMAND: checks that COMMAND works once, then times it.
 bench() {
   local name=$1 cmd=$2 out
@@ -68,10 +61,7 @@ bench() {
 }
 E=$BIN
 if [[ $ENGINE == podman ]]; then
-  mkdir -p "$XDG_CONFIG_HOME/containers"
-  printf "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n" \
-    >"$XDG_CONFIG_HOME/containers/containers.conf"
-  printf "[storage]\ndriver = \"overlay\"\n" >"$XDG_CONFIG_HOME/containers/storage.conf"
+  podman_config
   IMG=localhost/bench-bb
   "$TESTIMG" busybox-rootfs "$DIR/busybox.tar"
   $E import -q "$DIR/busybox.tar" "$IMG" >/dev/null
@@ -142,7 +132,7 @@ main() {
     bin=$WORK/burrow
     [[ $e == burrow ]] || bin=$(command -v podman)
     log "benchmarking $e as $BENCH_USER"
-    run_as_user "$BENCH_USER" ENGINE="$e" BIN="$bin" TESTIMG="$WORK/burrow-testimg" DIR="$WORK/store-$e" RUNS="$RUNS" \
+    run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" ENGINE="$e" BIN="$bin" TESTIMG="$WORK/burrow-testimg" DIR="$WORK/store-$e" RUNS="$RUNS" \
       WARMUP="$WARMUP" NCONT="$NCONT" bash -c "$INNER" | sed "s/^/$e:/" >>"$WORK/results.tsv"
   done
   report "$WORK/results.tsv"

@@ -73,24 +73,13 @@ CONF
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 set -euo pipefail
-export HOME=$WORK/home XDG_DATA_HOME=$WORK/data XDG_CONFIG_HOME=$WORK/config XDG_CACHE_HOME=$WORK/cache \
-  XDG_RUNTIME_DIR=$WORK/run
-mkdir -m 0700 -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "$XDG_RUNTIME_DIR"
+source "$BENCH_LIB"
+private_dirs "$WORK"
 cd "$HOME"
-log() { printf "[%s] %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
-stats() {
-  jq -r ".results[0].times | sort | . as \$t | length as \$n
-    | [(if \$n % 2 == 1 then \$t[(\$n - 1) / 2] else (\$t[\$n / 2 - 1] + \$t[\$n / 2]) / 2 end),
-       \$t[((0.9 * (\$n - 1)) | round)]]
-    | map(. * 1000 * 10 | round / 10) | @tsv" "$1"
-}
 engines=(burrow)
 if [[ -n $PODMAN ]]; then
   engines+=(podman)
-  mkdir -p "$XDG_CONFIG_HOME/containers"
-  printf "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n" \
-    >"$XDG_CONFIG_HOME/containers/containers.conf"
-  printf "[storage]\ndriver = \"overlay\"\n" >"$XDG_CONFIG_HOME/containers/storage.conf"
+  podman_config
 fi
 bin() { if [[ $1 == burrow ]]; then echo "$BURROW"; else echo "$PODMAN"; fi; }
 for e in "${engines[@]}"; do
@@ -137,7 +126,7 @@ main() {
     podman=$(command -v podman)
   fi
   log "benchmarking as $BENCH_USER in $WORK"
-  run_as_user "$BENCH_USER" BURROW="$WORK/burrow" PODMAN="$podman" IMAGE="$REGISTRY/big:latest" WORK="$WORK" \
+  run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" BURROW="$WORK/burrow" PODMAN="$podman" IMAGE="$REGISTRY/big:latest" WORK="$WORK" \
     PULL_RUNS="$PULL_RUNS" bash -c "$INNER" >"$WORK/results.tsv"
   awk -F'\t' -v mb="$mb" -v runs="$PULL_RUNS" -v nproc="$(nproc)" -v where="$(df --output=fstype "$WORK" | tail -n 1)" '
     { med[$1] = $2; p90[$1] = $3; rss[$1] = $4 }

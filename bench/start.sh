@@ -40,18 +40,9 @@ trap cleanup EXIT
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 set -euo pipefail
-export HOME=$WORK/home XDG_DATA_HOME=$WORK/data XDG_CONFIG_HOME=$WORK/config XDG_CACHE_HOME=$WORK/cache \
-  XDG_RUNTIME_DIR=$WORK/run
-mkdir -m 0700 -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "$XDG_RUNTIME_DIR"
-log() { printf "[%s] %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
+source "$BENCH_LIB"
+private_dirs "$WORK"
 
-# median and p90 in ms of a hyperfine JSON export: "MEDIAN P90"
-stats() {
-  jq -r ".results[0].times | sort | . as \$t | length as \$n
-    | [(if \$n % 2 == 1 then \$t[(\$n - 1) / 2] else (\$t[\$n / 2 - 1] + \$t[\$n / 2]) / 2 end),
-       \$t[((0.9 * (\$n - 1)) | round)]]
-    | map(. * 1000 * 10 | round / 10) | @tsv" "$1"
-}
 
 # bench NAME COMMAND: first checks that COMMAND works once, then times it; prints "NAME<TAB>MEDIAN<TAB>P90"
 # or "NAME<TAB>FAILED: reason".
@@ -75,10 +66,7 @@ fi
 bench floor "unshare -Urmpf --mount-proc true"
 if [[ -n $PODMAN ]]; then
   # As shared/bench/lib.sh: hybrid cgroup v1 without systemd, crun refuses hybrid mode, overlay not vfs.
-  mkdir -p "$XDG_CONFIG_HOME/containers"
-  printf "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n" \
-    >"$XDG_CONFIG_HOME/containers/containers.conf"
-  printf "[storage]\ndriver = \"overlay\"\n" >"$XDG_CONFIG_HOME/containers/storage.conf"
+  podman_config
   if out=$("$PODMAN" import -q "$WORK/busybox.tar" localhost/bench-bb 2>&1); then
     bench podman "$PODMAN run --rm localhost/bench-bb true"
   else
@@ -138,7 +126,7 @@ main() {
     podman_cmd="podman run --rm localhost/bench-bb true"
   fi
   log "benchmarking as $BENCH_USER in $WORK"
-  run_as_user "$BENCH_USER" BURROW="$WORK/burrow" TESTIMG="$WORK/burrow-testimg" WORK="$WORK" RUNS="$RUNS" \
+  run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" BURROW="$WORK/burrow" TESTIMG="$WORK/burrow-testimg" WORK="$WORK" RUNS="$RUNS" \
     WARMUP="$WARMUP" PODMAN="$podman" bash -c "$INNER" >"$WORK/results.tsv"
   report "$WORK/results.tsv" "$podman_cmd"
 }
