@@ -95,7 +95,7 @@ main() {
   local archive=$CACHE/big.oci.tar
   make_archive "$archive"
   local mb
-  mb=$(python3 -c "import json,tarfile,sys;t=tarfile.open(sys.argv[1]);i=json.load(t.extractfile('index.json'));m=json.load(t.extractfile('blobs/sha256/'+i['manifests'][0]['digest'][7:]));print(sum(l['size'] for l in m['layers'])/1e6)" "$archive")
+  mb=$(layers_mb "$archive")
   chmod 0755 "$CACHE"
   chmod 0644 "$archive"
   WORK=$(mktemp -d /tmp/bl.XXXX)

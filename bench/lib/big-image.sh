@@ -69,3 +69,8 @@ os.rename(out + ".tmp", out)
 print(sum(l["size"] for l in layers), file=sys.stderr)
 PY
 }
+
+# layers_mb ARCHIVE: the size of an OCI archive's layers (as stored, compressed), in MB.
+layers_mb() {
+  python3 -c "import json,tarfile,sys;t=tarfile.open(sys.argv[1]);i=json.load(t.extractfile('index.json'));m=json.load(t.extractfile('blobs/sha256/'+i['manifests'][0]['digest'][7:]));print(sum(l['size'] for l in m['layers'])/1e6)" "$1"
+}

@@ -2,6 +2,7 @@
 //! under a monitor process of its own (burrow re-executed as `burrow __monitor ID`), which
 //! logs its output, records its exit and applies its restart policy. No daemon.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fs;
 use std::os::fd::{OwnedFd, RawFd};
@@ -239,17 +240,18 @@ fn joined_container_pid(store: &Store, id: &str) -> anyhow::Result<i32> {
 
 /// The spec the container starts with: with `--network ns:PATH` or `container:NAME`, the
 /// namespace to join, found now (the other container's process changes when it restarts).
-fn spec_to_start(store: &Store, launch: &Launch) -> anyhow::Result<Spec> {
-    let mut spec = launch.spec.clone();
+/// The stored spec itself otherwise: no copy of it (with its seccomp profile) on every start.
+fn spec_to_start<'a>(store: &Store, launch: &'a Launch) -> anyhow::Result<Cow<'a, Spec>> {
     let path = match &launch.join_network {
-        None => return Ok(spec),
+        None => return Ok(Cow::Borrowed(&launch.spec)),
         Some(JoinNetwork::Path(path)) => path.clone(),
         Some(JoinNetwork::Container(id)) => {
             PathBuf::from(format!("/proc/{}/ns/net", joined_container_pid(store, id)?))
         }
     };
+    let mut spec = launch.spec.clone();
     burrow_userns::spec::join_namespace(&mut spec, LinuxNamespaceType::Network, &path);
-    Ok(spec)
+    Ok(Cow::Owned(spec))
 }
 
 /// Writes the bundle: config.json, the generated /etc files, the root's mount point. Done

@@ -545,11 +545,7 @@ impl Connection {
             ],
             fds,
         )?;
-        Ok(reply
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
+        Ok(first_str(&reply))
     }
 
     /// StopUnit(name, "replace"): returns the job.
@@ -558,11 +554,7 @@ impl Connection {
             "StopUnit",
             &[Value::Str(name.into()), Value::Str("replace".into())],
         )?;
-        Ok(reply
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
+        Ok(first_str(&reply))
     }
 
     /// StartUnit(name, "replace"): returns the job.
@@ -571,11 +563,7 @@ impl Connection {
             "StartUnit",
             &[Value::Str(name.into()), Value::Str("replace".into())],
         )?;
-        Ok(reply
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
+        Ok(first_str(&reply))
     }
 
     /// Reload (`systemctl --user daemon-reload`): returns once the manager has reloaded.
@@ -589,11 +577,7 @@ impl Connection {
             "RestartUnit",
             &[Value::Str(name.into()), Value::Str("replace".into())],
         )?;
-        Ok(reply
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string())
+        Ok(first_str(&reply))
     }
 
     /// A property of the manager (`UnitPath`, `Environment`, ...).
@@ -658,6 +642,15 @@ fn host_uid() -> u32 {
         })
         .find(|&(inside, _, count)| uid >= inside && uid - inside < count)
         .map_or(uid, |(inside, outside, _)| outside + (uid - inside))
+}
+
+/// The reply's first value as a string (a job's or unit's object path), empty if it has none.
+fn first_str(reply: &[Value]) -> String {
+    reply
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -266,21 +266,7 @@ fn final_setup(opts: &ExecOptions, report: &OwnedFd, pty: Option<OwnedFd>) -> Re
     if let Some(pty) = pty {
         let root = File::open("/").map_err(|e| failure(format!("opening the container's root: {e}"), 125))?;
         let master = mount::open_pty_master(&OwnedFd::from(root)).map_err(|e| failure(e.message, 125))?;
-        let peer = mount::open_pty_peer(master.as_raw_fd()).map_err(|e| failure(e.message, 125))?;
-        crate::process::send_fd(&pty, master.as_raw_fd()).map_err(|e| failure(e.message, 125))?;
-        let mut ack = [0u8; 1];
-        let _ = nix::unistd::read(&pty, &mut ack);
-        drop(master);
-        drop(pty);
-        nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
-        // SAFETY: TIOCSCTTY on the terminal we opened: it becomes our controlling terminal.
-        if unsafe { libc::ioctl(peer.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-            return Err(fail("setting the controlling terminal", Errno::last()));
-        }
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(peer.as_raw_fd(), fd) };
-        }
+        crate::process::take_terminal(master, pty)?;
     } else if opts.detach || !opts.keep_stdin {
         let null = File::options()
             .read(true)

@@ -430,6 +430,32 @@ fn child_main(opts: &LaunchOptions, report: OwnedFd, sync: Option<OwnedFd>, pty:
 /// The type of a function that execs or exits.
 pub(crate) enum Never {}
 
+/// Sends the terminal's master (from the container's own devpts) to burrow over `pty`, waits
+/// until burrow has sized it, and makes its peer this process' controlling terminal (a session
+/// of its own, so Ctrl-C on it reaches the foreground process) and standard streams.
+pub(crate) fn take_terminal(master: OwnedFd, pty: OwnedFd) -> Result<(), ChildFailure> {
+    let fail = |what: &str, e: Errno| ChildFailure {
+        message: format!("{what}: {}", e.desc()),
+        exit_code: 125,
+    };
+    let peer = mount::open_pty_peer(master.as_raw_fd()).map_err(setup_failure)?;
+    send_fd(&pty, master.as_raw_fd()).map_err(setup_failure)?;
+    let mut ack = [0u8; 1];
+    let _ = nix::unistd::read(&pty, &mut ack);
+    drop(master);
+    drop(pty);
+    nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
+    // SAFETY: TIOCSCTTY on the terminal we opened: it becomes our controlling terminal.
+    if unsafe { libc::ioctl(peer.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(fail("setting the controlling terminal", Errno::last()));
+    }
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe { libc::dup2(peer.as_raw_fd(), fd) };
+    }
+    Ok(())
+}
+
 fn setup_failure(e: SetupError) -> ChildFailure {
     ChildFailure {
         message: e.message,
@@ -528,23 +554,7 @@ fn setup_and_exec(
 
     // Standard streams: the terminal, or ours (stdin only with -i).
     if let (Some(master), Some(pty)) = (master, pty) {
-        let peer = mount::open_pty_peer(master.as_raw_fd()).map_err(setup_failure)?;
-        send_fd(&pty, master.as_raw_fd()).map_err(setup_failure)?;
-        // Wait until the parent has sized the terminal.
-        let mut ack = [0u8; 1];
-        let _ = nix::unistd::read(&pty, &mut ack);
-        drop(master);
-        drop(pty);
-        nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
-        // SAFETY: TIOCSCTTY on the terminal we opened: it becomes our controlling terminal,
-        // so Ctrl-C on it reaches the container's foreground process.
-        if unsafe { libc::ioctl(peer.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-            return Err(fail("setting the controlling terminal", Errno::last()));
-        }
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(peer.as_raw_fd(), fd) };
-        }
+        take_terminal(master, pty)?;
     } else {
         if let Some((out, err)) = opts.output {
             // SAFETY: dup2 onto the standard descriptors.
