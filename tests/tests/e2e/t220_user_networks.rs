@@ -413,3 +413,92 @@ fn holder_and_veths_go_with_the_last_container() {
     ]);
     assert!(out.success().stdout.contains("inet 10.89.0."), "{out}");
 }
+
+/// Quadlet: a `.network` file and two `.container` files on it (`Network=NAME.network`),
+/// as services of the real user manager: the client reaches the server by name.
+#[test]
+fn quadlet_network_joins_two_containers() {
+    use crate::t400_systemd::{env_with_busybox, manager_runtime_dir, systemctl, unique, UnitFileGuard};
+    let Some(env) = env_with_busybox() else { return };
+    let name = unique("t220q", &env);
+    let dir = env.config_dir().join("containers/systemd");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.network")),
+        "[Network]\nSubnet=10.91.0.0/24\n",
+    )
+    .unwrap();
+    let (srv, cli) = (format!("{name}srv"), format!("{name}cli"));
+    std::fs::write(
+        dir.join(format!("{srv}.container")),
+        format!(
+            "[Container]\nImage=bb\nContainerName={srv}\nNetwork={name}.network\n\
+             Exec=sh -c \"while true; do echo quadlet-hi | nc -l -p 80; done\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{cli}.container")),
+        format!(
+            "[Container]\nImage=bb\nContainerName={cli}\nNetwork={name}.network\n\
+             Exec=sh -c \"{}; sleep 300\"\n",
+            fetch(&srv).replace("exit 0", "break")
+        ),
+    )
+    .unwrap();
+    let unit_dir = manager_runtime_dir().join("systemd/user");
+    let unit_dir_s = unit_dir.to_string_lossy().to_string();
+    let mut guard = UnitFileGuard::new(&env);
+    for (file, service) in [
+        (format!("{cli}.service"), format!("{cli}.service")),
+        (format!("{srv}.service"), format!("{srv}.service")),
+        (
+            format!("{name}-network.service"),
+            format!("{name}-network.service"),
+        ),
+    ] {
+        guard.adopt(unit_dir.join(file), Some(&service));
+    }
+    struct Uninstall<'a>(&'a TestEnv, String);
+    impl Drop for Uninstall<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .run(&["systemd", "install-generator", "--unit-dir", &self.1, "--remove"]);
+        }
+    }
+    let _uninstall = Uninstall(&env, unit_dir_s.clone());
+    env.run(&["systemd", "install-generator", "--unit-dir", &unit_dir_s])
+        .success();
+    let unit = std::fs::read_to_string(unit_dir.join(format!("{cli}.service"))).unwrap();
+    assert!(
+        unit.contains(&format!("Requires={name}-network.service\n")),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("After={name}-network.service\n")),
+        "{unit}"
+    );
+    systemctl(&env, &["daemon-reload"]).success();
+    systemctl(
+        &env,
+        &["start", &format!("{srv}.service"), &format!("{cli}.service")],
+    )
+    .success();
+    assert_eq!(
+        env.run(&["network", "exists", &format!("systemd-{name}")]).code,
+        0
+    );
+    let mut logs = String::new();
+    wait_for(Duration::from_secs(30), "the client's answer", || {
+        logs = env.run(&["logs", &cli]).stdout;
+        logs.contains("quadlet-hi")
+    });
+    let ip = address_on(&env, &format!("systemd-{name}"), &srv);
+    assert!(ip.starts_with("10.91.0."), "{ip}");
+    systemctl(
+        &env,
+        &["stop", &format!("{cli}.service"), &format!("{srv}.service")],
+    )
+    .success();
+}
