@@ -725,23 +725,40 @@ pub fn hosts_block(store: &Store, id: &str) -> String {
 /// with `id` (and its own), in place: the file is bind-mounted into running containers, so a
 /// rename would not be seen.
 pub fn refresh_hosts(store: &Store, id: &str) {
+    refresh_hosts_of(store, &peers_of(store, id));
+}
+
+/// The containers sharing a network with `id`, itself included.
+pub fn peers_of(store: &Store, id: &str) -> std::collections::BTreeSet<String> {
     let mut peers = std::collections::BTreeSet::new();
     for a in store.container_networks(id).unwrap_or_default() {
         for m in store.network_members(&a.network).unwrap_or_default() {
             peers.insert(m.container_id);
         }
     }
+    peers
+}
+
+/// Rewrites the hosts files of `peers` (those that still exist and have one).
+pub fn refresh_hosts_of(store: &Store, peers: &std::collections::BTreeSet<String>) {
     for peer in peers {
-        let path = store.container_dirs(&peer).bundle.join("hosts");
-        let _ = rewrite_block(&path, &hosts_block(store, &peer));
+        let path = store.container_dirs(peer).bundle.join("hosts");
+        let _ = rewrite_block(&path, &hosts_block(store, peer));
     }
 }
 
+/// Writes over the file from its start, then cuts it to length: a reader never sees it empty
+/// (no truncation first), at worst a stale tail for a moment when the block shrank.
 fn rewrite_block(path: &Path, block: &str) -> std::io::Result<()> {
     let text = fs::read_to_string(path)?;
     let base = text.split(HOSTS_MARKER).next().unwrap_or_default();
-    let mut file = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
-    file.write_all(format!("{base}{block}").as_bytes())
+    let new = format!("{base}{block}");
+    if new == text {
+        return Ok(());
+    }
+    let mut file = fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all(new.as_bytes())?;
+    file.set_len(new.len() as u64)
 }
 
 #[cfg(test)]

@@ -265,7 +265,12 @@ fn containers_reach_each_other_by_name_alias_and_address() {
         !reply.is_empty()
     });
     assert_eq!(reply, "hi-from-srv\n");
-    env.run(&["rm", "-f", "-t", "0", "srv", "late"]).success();
+    // A removed member leaves its peers' hosts files.
+    env.run(&["rm", "-f", "-t", "0", "late"]).success();
+    let hosts = env.run(&["exec", "srv", "cat", "/etc/hosts"]);
+    assert!(!hosts.success().stdout.contains("late"), "{hosts}");
+    assert!(hosts.stdout.contains("10.89.0.2\tsrv web"), "{hosts}");
+    env.run(&["rm", "-f", "-t", "0", "srv"]).success();
 }
 
 #[test]
