@@ -7,6 +7,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use burrow_tests::image_gen::{busybox_rootfs_entries, Layer};
 use burrow_tests::TestEnv;
 
 fn env_with_busybox() -> TestEnv {
@@ -506,4 +507,47 @@ fn quadlet_network_joins_two_containers() {
         &["stop", &format!("{cli}.service"), &format!("{srv}.service")],
     )
     .success();
+}
+
+/// A user with no subordinate ids (a single-id namespace) gets user networks too.
+#[test]
+fn norange_user_network_works() {
+    let env = TestEnv::new();
+    // The busybox rootfs with every file owned by root: what a single-id namespace can hold.
+    let entries = busybox_rootfs_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.owner(0, 0))
+        .collect();
+    let tar = env.home().join("single-id.tar");
+    Layer::new(entries)
+        .write_tar(std::fs::File::create(&tar).unwrap())
+        .unwrap();
+    env.run(&["import", tar.to_str().unwrap(), "bb"]).success();
+    env.run(&["network", "create", "solo"]).success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "nsrv",
+        "--network",
+        "solo",
+        "bb",
+        "sh",
+        "-c",
+        "while true; do echo solo-hi | nc -l -p 80; done",
+    ])
+    .success();
+    let got = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "solo",
+        "bb",
+        "sh",
+        "-c",
+        &fetch("nsrv"),
+    ]);
+    assert_eq!(got.success().stdout, "solo-hi\n", "{got}");
+    env.run(&["rm", "-f", "-t", "0", "nsrv"]).success();
 }
