@@ -411,10 +411,7 @@ pub fn holder_main(
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
             let _ = nix::unistd::setsid();
-            let _ = nix::sys::prctl::set_name(c"burrow-net");
-            let made = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("creating a network namespace: {}", e.desc()))
-                .and_then(|()| create_bridge(gateway, netmask).map_err(|e| e.to_string()));
+            let made = make_namespace(gateway, netmask);
             let mut ready = File::from(ready_w);
             if let Err(message) = made {
                 let _ = ready.write_all(message.as_bytes());
@@ -426,6 +423,36 @@ pub fn holder_main(
             holder_loop(pid_path, lock_path)
         }
     }
+}
+
+/// The holder as the main process of a unit of the user's manager (started there when the
+/// container starting it runs in a unit itself, whose stop would end a forked holder with
+/// it): joins `userns` (the user namespace of the starter, which the manager's processes are
+/// not in), makes the namespace, reports `ok PID` on stdout, and holds it.
+pub fn holder_foreground(
+    userns: Option<File>,
+    gateway: Ipv4Addr,
+    netmask: Ipv4Addr,
+    pid_path: &Path,
+    lock_path: &Path,
+) -> Result<std::convert::Infallible, String> {
+    if let Some(ns) = userns {
+        setns(&ns, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("joining the user namespace: {}", e.desc()))?;
+    }
+    make_namespace(gateway, netmask)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ok {}", std::process::id());
+    let _ = out.flush();
+    holder_loop(pid_path, lock_path)
+}
+
+/// The holder's own network namespace with the bridge in it.
+fn make_namespace(gateway: Ipv4Addr, netmask: Ipv4Addr) -> Result<(), String> {
+    let _ = nix::sys::prctl::set_name(c"burrow-net");
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("creating a network namespace: {}", e.desc()))?;
+    create_bridge(gateway, netmask).map_err(|e| e.to_string())
 }
 
 fn holder_loop(pid_path: &Path, lock_path: &Path) -> ! {

@@ -177,6 +177,9 @@ pub struct HolderArgs {
     pid_file: PathBuf,
     #[arg(long = "lock-file")]
     lock_file: PathBuf,
+    /// Be the holder (a unit's main process), joining the user namespace of process PID
+    #[arg(long = "foreground-in-userns-of", value_name = "PID")]
+    foreground_in_userns_of: Option<i32>,
 }
 
 pub fn network(cmd: NetworkCommand, global: &GlobalOptions) -> Result<i32> {
@@ -200,6 +203,24 @@ pub fn network(cmd: NetworkCommand, global: &GlobalOptions) -> Result<i32> {
 
 /// The hidden holder command: prints the holder's pid once its bridge exists.
 pub fn holder(args: HolderArgs) -> Result<i32> {
+    if let Some(pid) = args.foreground_in_userns_of {
+        let ns = fs::File::open(format!("/proc/{pid}/ns/user"))
+            .with_context(|| format!("opening the user namespace of process {pid}"))?;
+        let result = burrow_userns::bridge::holder_foreground(
+            Some(ns),
+            args.gateway,
+            args.netmask,
+            &args.pid_file,
+            &args.lock_file,
+        );
+        // Only a failure returns: say it where the starter reads.
+        let message = match result {
+            Ok(never) => match never {},
+            Err(message) => message,
+        };
+        println!("{message}");
+        return Ok(1);
+    }
     match burrow_userns::bridge::holder_main(args.gateway, args.netmask, &args.pid_file, &args.lock_file) {
         Ok(pid) => {
             println!("{pid}");
@@ -645,18 +666,69 @@ fn holders_dir(store: &Store) -> PathBuf {
     store.paths.run_root.join("networks")
 }
 
+/// Starts `argv` (a foreground holder) as a transient service of the user's manager and
+/// returns its pid, read from its first line of output (at most 10 s).
+fn start_holder_unit(net: &NetworkRecord, mut argv: Vec<String>) -> Result<i32, String> {
+    use std::io::BufRead as _;
+    argv.push(format!("--foreground-in-userns-of={}", std::process::id()));
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.desc().to_string())?;
+    // A previous holder's unit may still be going away: a name of this start's own.
+    let unit = format!("burrow-network-{}-{}.service", &net.id[..12], std::process::id());
+    {
+        use std::os::fd::AsRawFd as _;
+        burrow_systemd::scope::start_service(&burrow_systemd::scope::TransientService {
+            name: &unit,
+            description: &format!("burrow network {} namespace holder", net.name),
+            argv: &argv,
+            environment: Vec::new(),
+            stdout: write.as_raw_fd(),
+            stderr: write.as_raw_fd(),
+            stop_timeout: std::time::Duration::from_secs(5),
+        })
+        .map_err(|e| format!("starting {unit}: {e}"))?;
+    }
+    drop(write);
+    // The manager keeps a copy of the write end while the unit lives: no end of file to wait
+    // for, a line with a deadline instead.
+    let ready = nix::poll::poll(
+        &mut [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&read),
+            nix::poll::PollFlags::POLLIN,
+        )],
+        nix::poll::PollTimeout::from(10_000u16),
+    )
+    .map_err(|e| e.desc().to_string())?;
+    if ready == 0 {
+        return Err(format!("{unit} did not report within 10 s"));
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(fs::File::from(read))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    match line.trim().strip_prefix("ok ").map(str::parse) {
+        Some(Ok(pid)) => Ok(pid),
+        _ => Err(line.trim().to_string()),
+    }
+}
+
 fn attach_one(store: &Store, net: &NetworkRecord, a: &Attachment, pid: i32, index: usize) -> Result<()> {
     let holder = burrow_userns::bridge::holder(&holders_dir(store), &net.name, |pid_file, lock_file| {
-        let out = std::process::Command::new("/proc/self/exe")
-            .arg("__network-holder")
-            .arg("--gateway")
-            .arg(net.gateway.to_string())
-            .arg("--netmask")
-            .arg(net.subnet.netmask().to_string())
-            .arg("--pid-file")
-            .arg(pid_file)
-            .arg("--lock-file")
-            .arg(lock_file)
+        let exe = std::env::current_exe().map_err(|e| format!("finding burrow's binary: {e}"))?;
+        let argv: Vec<String> = vec![
+            exe.to_string_lossy().into_owned(),
+            "__network-holder".into(),
+            format!("--gateway={}", net.gateway),
+            format!("--netmask={}", net.subnet.netmask()),
+            format!("--pid-file={}", pid_file.display()),
+            format!("--lock-file={}", lock_file.display()),
+        ];
+        // Under a unit, a forked holder would be in the unit's cgroup and end with it, taking
+        // the network from its other containers: a unit of its own instead.
+        if burrow_systemd::scope::in_service_unit() && burrow_systemd::scope::user_manager_reachable() {
+            return start_holder_unit(net, argv);
+        }
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("running burrow __network-holder: {e}"))?;

@@ -447,8 +447,7 @@ fn quadlet_network_joins_two_containers() {
         dir.join(format!("{cli}.container")),
         format!(
             "[Container]\nImage=bb\nContainerName={cli}\nNetwork={name}.network\n\
-             Exec=sh -c \"{}; sleep 300\"\n",
-            fetch(&srv).replace("exit 0", "break")
+             Exec=sh -c \"for i in $(seq 100); do nc {srv} 80 && break; sleep 0.1; done; sleep 300\"\n"
         ),
     )
     .unwrap();
@@ -502,11 +501,25 @@ fn quadlet_network_joins_two_containers() {
     });
     let ip = address_on(&env, &format!("systemd-{name}"), &srv);
     assert!(ip.starts_with("10.91.0."), "{ip}");
-    systemctl(
-        &env,
-        &["stop", &format!("{cli}.service"), &format!("{srv}.service")],
-    )
-    .success();
+    // The network's holder runs in a unit of its own: stopping the unit that started it
+    // leaves the other container connected.
+    let pid_file = env
+        .runtime_dir()
+        .join(format!("burrow/networks/systemd-{name}.pid"));
+    let holder = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let cgroup = std::fs::read_to_string(format!("/proc/{holder}/cgroup")).unwrap();
+    assert!(cgroup.contains("burrow-network-"), "{cgroup}");
+    systemctl(&env, &["stop", &format!("{srv}.service")]).success();
+    assert!(
+        std::path::Path::new(&format!("/proc/{holder}")).exists(),
+        "the holder ended with srv"
+    );
+    let link = env.run(&["exec", &cli, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(link.success().stdout.contains("10.91.0."), "{link}");
+    systemctl(&env, &["stop", &format!("{cli}.service")]).success();
+    wait_for(Duration::from_secs(20), "the holder to exit", || {
+        !std::path::Path::new(&format!("/proc/{holder}")).exists()
+    });
 }
 
 /// A user with no subordinate ids (a single-id namespace) gets user networks too.
