@@ -564,3 +564,58 @@ fn norange_user_network_works() {
     assert_eq!(got.success().stdout, "solo-hi\n", "{got}");
     env.run(&["rm", "-f", "-t", "0", "nsrv"]).success();
 }
+
+const SERVE: &str = "while true; do echo served | nc -l -p 80; done";
+
+/// Containers started at once on a new network share one holder; a restarted container gets
+/// its link back; `network connect` links a running container.
+#[test]
+fn parallel_starts_restart_and_connect() {
+    let env = env_with_busybox();
+    env.run(&["network", "create", "par"]).success();
+    let names = ["p1", "p2", "p3", "p4"];
+    std::thread::scope(|s| {
+        for name in names {
+            let env = &env;
+            s.spawn(move || {
+                env.run(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    name,
+                    "--network",
+                    "par",
+                    "bb",
+                    "sh",
+                    "-c",
+                    SERVE,
+                ])
+                .success();
+            });
+        }
+    });
+    let holder = std::fs::read_to_string(env.runtime_dir().join("burrow/networks/par.pid")).unwrap();
+    let holder = holder.trim();
+    assert_eq!(veths(&env, holder), 4, "one bridge for all four");
+    let mut addresses: Vec<String> = names.iter().map(|n| address_on(&env, "par", n)).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 4, "{addresses:?}");
+
+    env.run(&["restart", "-t", "0", "p1"]).success();
+    let out = env.run(&["exec", "p2", "sh", "-c", &fetch("p1")]);
+    assert_eq!(out.success().stdout, "served\n", "{out}");
+
+    env.run(&["run", "-d", "--name", "alone", "bb", "sh", "-c", SERVE])
+        .success();
+    env.run(&["network", "connect", "--alias", "joined", "par", "alone"])
+        .success();
+    let out = env.run(&["exec", "p2", "sh", "-c", &fetch("joined")]);
+    assert_eq!(out.success().stdout, "served\n", "{out}");
+    let out = env.run(&["exec", "alone", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(out.success().stdout.contains("10.89.0."), "{out}");
+    let again = env.run(&["network", "connect", "par", "alone"]);
+    assert_eq!(again.code, 125, "{again}");
+    env.run(&["rm", "-f", "-t", "0", "p1", "p2", "p3", "p4", "alone"])
+        .success();
+}
