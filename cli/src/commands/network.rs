@@ -760,6 +760,35 @@ pub fn attach_all(store: &Store, record: &ContainerRecord, pid: i32) -> Result<(
     Ok(())
 }
 
+/// `NetworkSettings.Networks` of container `id` for `inspect`: its user networks by name.
+pub fn inspect_entries(store: &Store, id: &str) -> BTreeMap<String, Value> {
+    let mut entries = BTreeMap::new();
+    for a in store.container_networks(id).unwrap_or_default() {
+        let Ok(net) = store.network(&a.network) else {
+            continue;
+        };
+        entries.insert(
+            net.name.clone(),
+            serde_json::json!({
+                "EndpointID": "",
+                "Gateway": net.gateway.to_string(),
+                "IPAddress": a.ip.to_string(),
+                "IPPrefixLen": net.subnet.prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "",
+                "NetworkID": net.id,
+                "DriverOpts": null,
+                "IPAMConfig": null,
+                "Links": null,
+                "Aliases": a.aliases,
+            }),
+        );
+    }
+    entries
+}
+
 /// Marks where the network block of a container's hosts file starts.
 const HOSTS_MARKER: &str = "# burrow networks\n";
 

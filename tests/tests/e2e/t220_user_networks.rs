@@ -191,6 +191,13 @@ fn containers_reach_each_other_by_name_alias_and_address() {
     .success();
     let ip = address_on(&env, "front", "srv");
     assert_eq!(ip, "10.89.0.2", "the lowest free address");
+    let fmt = "{{.HostConfig.NetworkMode}} {{.NetworkSettings.Networks.front.IPAddress}}";
+    let inspect = env.run(&["inspect", "-f", fmt, "srv"]);
+    assert_eq!(
+        inspect.success().stdout_trimmed(),
+        "bridge 10.89.0.2",
+        "{inspect}"
+    );
 
     for target in ["srv", "web", ip.as_str()] {
         let out = env.run(&[
