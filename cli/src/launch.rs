@@ -390,8 +390,9 @@ pub fn start(
     // happens to us next, the store knows the pid and the next command can clean up).
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
         if let (Some(config), Some(tap)) = (&launch.network, tap) {
+            let config = crate::commands::network::with_names(store, &record.id, &bundle, config);
             let process =
-                crate::commands::netstack::spawn(tap, config).map_err(|e| crate::exit::message(&e))?;
+                crate::commands::netstack::spawn(tap, &config).map_err(|e| crate::exit::message(&e))?;
             // The ports as bound (-P and port 0 get theirs from the kernel), for `port` and
             // `inspect`.
             let bound = serde_json::to_string(&process.published).map_err(|e| e.to_string())?;

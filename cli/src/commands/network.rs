@@ -11,7 +11,9 @@
 //!
 //! Names resolve through /etc/hosts: each member's hosts file ends with a block listing every
 //! container on its networks (name and aliases), rewritten in place (the file is bind-mounted)
-//! whenever a member starts, so containers started later are seen by the earlier ones.
+//! whenever a member starts or goes, so containers started later are seen by the earlier ones.
+//! The container's stack also answers DNS queries for the names of that file (so `nslookup`
+//! works too); an `--internal` network has no stack, and there /etc/hosts alone serves.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -758,6 +760,23 @@ pub fn attach_all(store: &Store, record: &ContainerRecord, pid: i32) -> Result<(
     }
     refresh_hosts(store, &record.id);
     Ok(())
+}
+
+/// The stack's configuration for container `id`: on a user network, its DNS address also
+/// answers for the names in the container's hosts file (the network block that
+/// [`refresh_hosts`] keeps current), as aardvark-dns does for Podman.
+pub fn with_names<'a>(
+    store: &Store,
+    id: &str,
+    bundle: &Path,
+    config: &'a burrow_netstack::StackConfig,
+) -> std::borrow::Cow<'a, burrow_netstack::StackConfig> {
+    if store.container_networks(id).unwrap_or_default().is_empty() {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    let mut config = config.clone();
+    config.slirp.names_file = Some(bundle.join("hosts"));
+    std::borrow::Cow::Owned(config)
 }
 
 /// `NetworkSettings.Networks` of container `id` for `inspect`: its user networks by name.

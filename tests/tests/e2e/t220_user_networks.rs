@@ -227,6 +227,17 @@ fn containers_reach_each_other_by_name_alias_and_address() {
     env.run(&["start", "late"]).success();
     let hosts = env.run(&["exec", "srv", "cat", "/etc/hosts"]);
     assert!(hosts.success().stdout.contains("10.89.0.3\tlate"), "{hosts}");
+    // The stack's DNS address answers for the members too, a later one included.
+    let looked_up = env.run(&["exec", "srv", "nslookup", "late", "10.0.2.3"]);
+    assert!(
+        looked_up.success().stdout.contains("Address: 10.89.0.3"),
+        "{looked_up}"
+    );
+    let looked_up = env.run(&["exec", "late", "nslookup", "web"]);
+    assert!(
+        looked_up.success().stdout.contains("Address: 10.89.0.2"),
+        "{looked_up}"
+    );
     let iface = env.run(&["exec", "late", "ip", "-4", "-o", "addr"]);
     assert!(
         iface.success().stdout.contains("eth0    inet 10.89.0.3/24"),
