@@ -105,7 +105,7 @@ pub enum StoreError {
     BadSubnet(String),
     #[error("{0}")]
     BadAddress(String),
-    #[error("network {name} is being used by the following container(s): {}: network is being used", containers.join(", "))]
+    #[error("{name:?} has associated containers with it. Use -f to forcibly delete containers and pods: network is being used")]
     NetworkInUse { name: String, containers: Vec<String> },
 }
 

@@ -593,6 +593,7 @@ fn connect(store: &Store, args: ConnectArgs) -> Result<i32> {
             net.name
         );
     }
+    check_aliases(&args.alias)?;
     let attachment = store.attach_network(&c.id, &net.name, parse_ip(args.ip.as_deref())?, &args.alias)?;
     if let (burrow_storage::ContainerState::Running, Some(pid)) = (c.state, c.pid) {
         let index = store.container_networks(&c.id)?.len() - 1;
@@ -648,6 +649,7 @@ pub fn for_create(store: &Store, mode: &str, ip: Option<&str>, aliases: &[String
             _ => stack.push(opt),
         }
     }
+    check_aliases(&aliases)?;
     if network.internal && !stack.is_empty() {
         bail!(
             "invalid --network {mode:?}: {} is an internal network, with no stack to take {}",
@@ -661,6 +663,16 @@ pub fn for_create(store: &Store, mode: &str, ip: Option<&str>, aliases: &[String
         aliases,
         stack_options: stack.join(","),
     })
+}
+
+/// Aliases become hosts-file and DNS names: container names' rule.
+fn check_aliases(aliases: &[String]) -> Result<()> {
+    for alias in aliases {
+        if !burrow_storage::valid_volume_name(alias) {
+            bail!("invalid network alias {alias:?}: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+        }
+    }
+    Ok(())
 }
 
 /// The directory of the networks' holders' pid and lock files.

@@ -138,11 +138,25 @@ fn network_commands_and_errors_as_podman() {
         .success();
     let used = env.run(&["network", "rm", "t220a"]);
     assert_eq!(used.code, 2, "{used}");
-    assert!(used.stderr.contains("network is being used"), "{used}");
+    assert!(
+        used.stderr.contains("\"t220a\" has associated containers with it. Use -f to forcibly delete containers and pods: network is being used"),
+        "{used}"
+    );
     // A taken static address is refused, naming it.
     let taken = env.run(&["create", "--network", "t220a", "--ip", "10.89.0.2", "bb", "true"]);
     assert_eq!(taken.code, 125, "{taken}");
     assert!(taken.stderr.contains("10.89.0.2 is already allocated"), "{taken}");
+    let alias = env.run(&[
+        "create",
+        "--network",
+        "t220a",
+        "--network-alias",
+        "a b",
+        "bb",
+        "true",
+    ]);
+    assert_eq!(alias.code, 125, "{alias}");
+    assert!(alias.stderr.contains("invalid network alias \"a b\""), "{alias}");
     assert_eq!(
         env.run(&["network", "rm", "-f", "t220a"])
             .success()
