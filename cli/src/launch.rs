@@ -289,6 +289,8 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch, spec: 
         }
         None => hosts.push_str(&format!("127.0.1.1\t{hostname} {}\n", record.name)),
     }
+    // The containers on its user networks, by name (see commands/network.rs).
+    hosts.push_str(&crate::commands::network::hosts_block(store, &record.id));
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host_lines = |prefix: &str| -> Vec<String> {
         host_resolv
@@ -388,14 +390,17 @@ pub fn start(
     // happens to us next, the store knows the pid and the next command can clean up).
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
         if let (Some(config), Some(tap)) = (&launch.network, tap) {
+            let config = crate::commands::network::with_names(store, &record.id, &bundle, config);
             let process =
-                crate::commands::netstack::spawn(tap, config).map_err(|e| crate::exit::message(&e))?;
+                crate::commands::netstack::spawn(tap, &config).map_err(|e| crate::exit::message(&e))?;
             // The ports as bound (-P and port 0 get theirs from the kernel), for `port` and
             // `inspect`.
             let bound = serde_json::to_string(&process.published).map_err(|e| e.to_string())?;
             fs::write(bundle.join("ports.json"), bound).map_err(|e| format!("writing ports.json: {e}"))?;
             *stack.borrow_mut() = Some(process);
         }
+        crate::commands::network::attach_all(store, record, pid.as_raw())
+            .map_err(|e| crate::exit::message(&e))?;
         store
             .set_running(&record.id, pid.as_raw(), monitor_pid)
             .map_err(|e| e.to_string())

@@ -17,6 +17,10 @@ pub struct SlirpConfig {
     pub mtu: u32,
     pub allow_host_loopback: bool,
     pub enable_ipv6: bool,
+    /// A hosts-format file whose names the DNS address answers itself (A records), re-read
+    /// when it changes: the members of the container's user networks (see [`crate::dns`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,6 +42,7 @@ impl Default for SlirpConfig {
             mtu: 65520,
             allow_host_loopback: false,
             enable_ipv6: false,
+            names_file: None,
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct UdpRelay {
     flows: Slab<Flow>,
     by_source: HashMap<(SocketAddr, bool), usize>,
     scratch: Vec<u8>,
+    /// Names answered here rather than relayed (`SlirpConfig::names_file`).
+    names: crate::dns::LocalNames,
 }
 
 impl UdpRelay {
@@ -50,6 +52,14 @@ impl UdpRelay {
     pub fn on_datagram(&mut self, ctx: &mut Ctx, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         if !ctx.nat.is_container(src.ip()) {
             return;
+        }
+        if let (53, Some(path)) = (dst.port(), &ctx.nat.slirp.names_file) {
+            if ctx.nat.is_dns(dst.ip()) {
+                if let Some(reply) = self.names.answer(path, payload) {
+                    send_to_container(ctx, dst, src, &reply);
+                    return;
+                }
+            }
         }
         let Some(target) = ctx.nat.outbound(dst) else {
             return;

@@ -73,6 +73,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (container_id, destination)
     );
     CREATE INDEX container_volumes_by_volume ON container_volumes(volume);",
+    "-- 6: user-defined networks, and the address each attached container has on them.
+    CREATE TABLE networks (
+        name TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,              -- 64 hex digits
+        driver TEXT NOT NULL DEFAULT 'bridge',
+        subnet TEXT NOT NULL,                 -- IPv4 CIDR
+        gateway TEXT NOT NULL,
+        ip_range TEXT,                        -- CIDR inside subnet: allocate from it only
+        internal INTEGER NOT NULL DEFAULT 0,  -- no route out
+        labels TEXT NOT NULL DEFAULT '{}',    -- JSON object
+        options TEXT NOT NULL DEFAULT '{}',   -- JSON object
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE container_networks (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network TEXT NOT NULL REFERENCES networks(name),
+        ip TEXT NOT NULL,
+        aliases TEXT NOT NULL DEFAULT '[]',   -- JSON array: --network-alias
+        PRIMARY KEY (container_id, network),
+        UNIQUE (network, ip)
+    );",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

@@ -15,6 +15,7 @@ mod ingest;
 pub mod layers;
 mod lock;
 mod names;
+mod networks;
 mod paths;
 mod tarscan;
 pub mod tarsplit;
@@ -29,6 +30,7 @@ pub use containers::{process_alive, ContainerDirs, ContainerRecord, ContainerSta
 pub use images::{normalize_name, Image};
 pub use ingest::{BlobCheck, IngestedLayer, LayerDir};
 pub use layers::IdLimits;
+pub use networks::{Attachment, NetworkRecord, NewNetwork, Subnet, RESERVED_NETWORK_NAMES};
 pub use paths::{PathNotice, StorageConf, StorePaths};
 pub use volumes::{valid_volume_name, NewVolume, VolumeRecord};
 
@@ -91,6 +93,20 @@ pub enum StoreError {
     BadVolumeName(String),
     #[error("volume {name} is being used by the following container(s): {}: volume is being used", containers.join(", "))]
     VolumeInUse { name: String, containers: Vec<String> },
+    #[error("unable to find network with name or ID {0}: network not found")]
+    NoSuchNetwork(String),
+    #[error("network name {0} already used: network already exists")]
+    NetworkExists(String),
+    #[error("cannot create network with name {0:?} because it conflicts with a valid network mode")]
+    NetworkNameReserved(String),
+    #[error("network name {0} invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument")]
+    BadNetworkName(String),
+    #[error("{0}")]
+    BadSubnet(String),
+    #[error("{0}")]
+    BadAddress(String),
+    #[error("{name:?} has associated containers with it. Use -f to forcibly delete containers and pods: network is being used")]
+    NetworkInUse { name: String, containers: Vec<String> },
 }
 
 impl StoreError {

@@ -299,7 +299,7 @@ fn container(
                     let w = match w.strip_suffix(".network") {
                         Some(n) => {
                             requires.push(format!("{n}-network.service"));
-                            format!("systemd-{n}")
+                            network_name_of(file, n)
                         }
                         None => w,
                     };
@@ -471,6 +471,25 @@ fn volume(
     Ok(())
 }
 
+/// The name the network of quadlet file `NAME.network` gets: its `NetworkName=`, or
+/// `systemd-NAME`. The file is looked for beside `file` (the `.container` naming it).
+fn network_name_of(file: &str, name: &str) -> String {
+    let sibling = Path::new(file).with_file_name(format!("{name}.network"));
+    std::fs::read_to_string(&sibling)
+        .ok()
+        .and_then(|text| {
+            let parsed = UnitFile::parse(&text, &sibling.display().to_string()).ok()?;
+            parsed
+                .sections
+                .iter()
+                .filter(|(section, _)| section == "Network")
+                .flat_map(|(_, entries)| entries.iter())
+                .rfind(|e| e.key == "NetworkName")
+                .map(|e| e.value.clone())
+        })
+        .unwrap_or_else(|| format!("systemd-{name}"))
+}
+
 fn network(
     file: &str,
     name: &str,
@@ -489,9 +508,10 @@ fn network(
                     args.push(format!("--label={w}"));
                 }
             }
-            "Subnet" | "Gateway" | "IPRange" | "Driver" => {
+            "Subnet" | "Gateway" | "Driver" => {
                 args.push(format!("--{}={}", e.key.to_ascii_lowercase(), e.value))
             }
+            "IPRange" => args.push(format!("--ip-range={}", e.value)),
             "IPv6" | "Internal" | "DisableDNS" => {
                 if boolean(file, e)? {
                     args.push(format!("--{}", e.key.to_ascii_lowercase()));
@@ -671,6 +691,33 @@ mod tests {
         assert!(v
             .text
             .contains("ExecStart=/usr/bin/burrow volume create --ignore --label=a=b systemd-data\n"));
+    }
+
+    #[test]
+    fn network_files_and_their_names() {
+        let n = convert(
+            Path::new("/q/net.network"),
+            "[Network]\nSubnet=10.90.0.0/24\nGateway=10.90.0.1\nIPRange=10.90.0.16/28\nInternal=yes\nLabel=a=b\n",
+            &burrow(),
+        )
+        .unwrap();
+        assert!(n.text.contains(
+            "ExecStart=/usr/bin/burrow network create --ignore --subnet=10.90.0.0/24 --gateway=10.90.0.1 \
+             --ip-range=10.90.0.16/28 --internal --label=a=b systemd-net\n"
+        ), "{}", n.text);
+        let dir = std::env::temp_dir().join(format!("burrow-quadlet-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("named.network"), "[Network]\nNetworkName=backend\n").unwrap();
+        let c = convert(
+            &dir.join("app.container"),
+            "[Container]\nImage=bb\nNetwork=named.network\n",
+            &burrow(),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(c.text.contains("--network=backend"), "{}", c.text);
+        assert!(c.text.contains("Requires=named-network.service\n"), "{}", c.text);
+        assert!(c.text.contains("After=named-network.service\n"), "{}", c.text);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   [`capabilities`], loads [`seccomp`], and execs (or runs the built-in init).
 //! - [`foreground`]: waiting for a container in the foreground, with its terminal.
 
+pub mod bridge;
 pub mod capabilities;
 pub mod exec;
 pub mod foreground;

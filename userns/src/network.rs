@@ -92,7 +92,7 @@ struct In6RtMsg {
     rtmsg_ifindex: libc::c_int,
 }
 
-fn ifreq(name: &str) -> Result<libc::ifreq, NetworkError> {
+pub(crate) fn ifreq(name: &str) -> Result<libc::ifreq, NetworkError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) || bytes.contains(&b'/') {
         return Err(NetworkError::BadName(name.to_string()));
@@ -105,7 +105,7 @@ fn ifreq(name: &str) -> Result<libc::ifreq, NetworkError> {
     Ok(req)
 }
 
-fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+pub(crate) fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
@@ -124,7 +124,7 @@ fn in6(addr: Ipv6Addr) -> libc::in6_addr {
     }
 }
 
-fn dgram_socket(family: libc::c_int) -> Result<OwnedFd, Errno> {
+pub(crate) fn dgram_socket(family: libc::c_int) -> Result<OwnedFd, Errno> {
     // SAFETY: socket() with constant arguments; the result is checked before it is owned.
     let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -135,7 +135,7 @@ fn dgram_socket(family: libc::c_int) -> Result<OwnedFd, Errno> {
 }
 
 /// ioctl with a pointer argument; `step` names it in the error.
-fn ioctl<T>(
+pub(crate) fn ioctl<T>(
     fd: RawFd,
     request: libc::c_ulong,
     arg: &mut T,
@@ -155,7 +155,7 @@ fn ioctl<T>(
     Ok(())
 }
 
-fn set_up(sock: RawFd, name: &str) -> Result<(), NetworkError> {
+pub(crate) fn set_up(sock: RawFd, name: &str) -> Result<(), NetworkError> {
     let mut req = ifreq(name)?;
     ioctl(sock, libc::SIOCGIFFLAGS, &mut req, "reading the flags of", name)?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.

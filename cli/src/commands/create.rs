@@ -83,6 +83,12 @@ pub struct CreateArgs {
     /// Network mode: slirp4netns[:OPTIONS] (default; burrow's own userspace stack, also as `burrow`), none, host, ns:PATH (join that network namespace), container:NAME (join that container's)
     #[arg(long = "network", visible_alias = "net", value_name = "MODE")]
     pub(crate) network: Option<String>,
+    /// Add a network-scoped alias for the container (with --network NAME of a user network)
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub(crate) network_alias: Vec<String>,
+    /// Specify a static IPv4 address for the container on its user network
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub(crate) ip: Option<String>,
     /// Publish a container's port, or a range of ports, to the host
     #[arg(
         short = 'p',
@@ -383,6 +389,8 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             );
         }
     }
+    // `--network NAME` of a user network (`burrow network create`).
+    let mut user_net = None;
     let (network, slirp, join_network) = match args.network.as_deref() {
         None | Some("slirp4netns") | Some("burrow") | Some("private") => {
             (NetworkMode::Private, Some(SlirpConfig::default()), None)
@@ -415,9 +423,20 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             (NetworkMode::Joined, None, Some(JoinNetwork::Container(other.id)))
         }
         Some(other) => {
-            bail!("network mode {other:?} is not supported by this burrow: use slirp4netns[:OPTIONS], none, host, ns:PATH or container:NAME")
+            let net =
+                super::network::for_create(&engine.store, other, args.ip.as_deref(), &args.network_alias)?;
+            // The container keeps its own stack for the way out, unless the network is internal.
+            let slirp = match net.network.internal {
+                true => None,
+                false => Some(SlirpConfig::parse_options(&net.stack_options)?),
+            };
+            user_net = Some(net);
+            (NetworkMode::Private, slirp, None)
         }
     };
+    if user_net.is_none() && (args.ip.is_some() || !args.network_alias.is_empty()) {
+        bail!("--ip and --network-alias need --network NAME of a network made with `burrow network create`");
+    }
     let (requires, link_hosts) = super::links::resolve(&engine.store, &args.requires, &args.link)?;
     let mut add_hosts = args.add_host.clone();
     add_hosts.extend(link_hosts);
@@ -596,6 +615,9 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         config: "{}",
     })?;
     let result = (|| -> anyhow::Result<Launch> {
+        if let Some(u) = &user_net {
+            store.attach_network(&record.id, &u.network.name, u.ip, &u.aliases)?;
+        }
         let dirs = store.container_dirs(&record.id);
         let hostname = args
             .hostname

@@ -109,6 +109,9 @@ struct NetworkSettings {
     ip_prefix_len: u32,
     mac_address: String,
     ports: BTreeMap<String, Vec<Value>>,
+    /// The user networks it is on (`burrow network`), by name, as Podman's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    networks: BTreeMap<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -287,6 +290,8 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
         }
     } else if !has_namespace(&l, LinuxNamespaceType::Network) {
         "host".to_string()
+    } else if !store.container_networks(&c.id).unwrap_or_default().is_empty() {
+        "bridge".to_string()
     } else if serde_json::from_str::<Value>(&c.config)
         .ok()
         .is_some_and(|v| v.get("network").is_some_and(|n| !n.is_null()))
@@ -352,6 +357,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             ip_prefix_len: 0,
             mac_address: String::new(),
             ports: ports.clone(),
+            networks: super::network::inspect_entries(store, &c.id),
         },
         namespace: String::new(),
         is_infra: false,

@@ -56,6 +56,7 @@ mod version;
 mod wait;
 
 pub mod mounts;
+pub mod network;
 mod volume;
 
 use crate::GlobalOptions;
@@ -167,6 +168,12 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// A user network's namespace holder (internal)
+    #[command(name = "__network-holder", hide = true)]
+    NetworkHolder(network::HolderArgs),
     /// Generate structured data based on containers
     #[command(subcommand)]
     Generate(generate::GenerateCommand),
@@ -234,6 +241,8 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::System(cmd) => system::system(cmd, global),
         Command::Netstack(args) => netstack::netstack(args),
         Command::Volume(cmd) => volume::volume(cmd, global),
+        Command::Network(cmd) => network::network(cmd, global),
+        Command::NetworkHolder(args) => network::holder(args),
         Command::Version(args) => version::version(args),
         Command::Generate(cmd) => generate::generate(cmd, global),
         Command::Systemd(cmd) => sdcmd::systemd(cmd, global),

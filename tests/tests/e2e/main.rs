@@ -22,6 +22,7 @@ mod t120_store_reliability;
 mod t130_system;
 mod t200_network;
 mod t210_run_network;
+mod t220_user_networks;
 mod t300_registry;
 mod t310_registry_tls_auth;
 mod t350_volumes;
