@@ -53,6 +53,9 @@ struct Flow {
     inbound_pending: bool,
     readable: bool,
     writable: bool,
+    /// The host socket reported end of input or an error: read until the read says so, even
+    /// after a short read.
+    read_closed: bool,
     /// The host sent FIN; the smoltcp socket was closed (its FIN follows the data).
     host_eof: bool,
     /// The container sent FIN.
@@ -180,6 +183,7 @@ impl TcpRelay {
             inbound_pending: false,
             readable: false,
             writable: false,
+            read_closed: false,
             host_eof: false,
             container_fin: false,
             host_shut: false,
@@ -255,6 +259,7 @@ impl TcpRelay {
             inbound_pending: true,
             readable: true,
             writable: true,
+            read_closed: false,
             host_eof: false,
             container_fin: false,
             host_shut: false,
@@ -267,6 +272,9 @@ impl TcpRelay {
         if let Some(flow) = self.flows.get_mut(index) {
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 flow.readable = true;
+            }
+            if event.is_read_closed() || event.is_error() {
+                flow.read_closed = true;
             }
             if event.is_writable() || event.is_write_closed() || event.is_error() {
                 flow.writable = true;
@@ -388,13 +396,17 @@ fn pump_flow(flow: &mut Flow, socket: &mut tcp::Socket) -> Verdict {
     while flow.readable && !flow.host_eof && socket.can_send() {
         let host = &mut flow.host;
         match socket.send(|buf| match host.read(buf) {
-            Ok(n) => (n, Ok(n)),
+            Ok(n) => (n, Ok((n, buf.len()))),
             Err(e) => (0, Err(e)),
         }) {
-            Ok(Ok(0)) => {
+            Ok(Ok((0, _))) => {
                 flow.host_eof = true;
                 socket.close();
             }
+            // A short read drained the socket: skip the read that would only say EAGAIN (one
+            // syscall in each request/response). Epoll is edge-triggered, so data arriving
+            // later still wakes the flow; an EOF that came with the data (read_closed) does not.
+            Ok(Ok((n, offered))) if n < offered && !flow.read_closed => flow.readable = false,
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
