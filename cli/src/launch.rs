@@ -453,7 +453,7 @@ pub fn run_foreground(engine: &Engine, record: &ContainerRecord, launch: &Launch
         Ok(code)
     })();
     let cleanup = if record.auto_remove {
-        store.remove_container(&record.id).map_err(anyhow::Error::from)
+        crate::commands::network::remove_container(store, &record.id, false).map_err(anyhow::Error::from)
     } else {
         Ok(())
     };

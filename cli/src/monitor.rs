@@ -449,7 +449,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
                     exit_code,
                 });
                 if record.auto_remove {
-                    let _ = store.remove_container(id);
+                    let _ = crate::commands::network::remove_container(store, id, false);
                 }
                 return Ok(exit_code);
             }
@@ -498,7 +498,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         store.set_exited(id, code)?;
         let now = store.container(id)?;
         if now.auto_remove {
-            store.remove_container(id)?;
+            crate::commands::network::remove_container(store, id, false)?;
             return Ok(0);
         }
         // A healthcheck with --health-on-failure=restart killed it to be started again.

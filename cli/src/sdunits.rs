@@ -246,8 +246,7 @@ pub fn prepare(
             if old.state == ContainerState::Running {
                 crate::commands::stop::stop_container(store, &mut old, Some(0))?;
             }
-            store
-                .remove_container(&old.id)
+            crate::commands::network::remove_container(store, &old.id, false)
                 .with_context(|| format!("replacing container {name}"))?;
         }
     }

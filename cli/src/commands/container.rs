@@ -205,7 +205,7 @@ fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
             }
         }
         super::mount::release(store, &c);
-        match store.remove_container(&c.id) {
+        match super::network::remove_container(store, &c.id, false) {
             Ok(()) => println!("{}", c.id),
             Err(e) => {
                 eprintln!("Error: removing container {}: {e}", c.id);

@@ -478,7 +478,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
 
     let store = &engine.store;
     for id in store.orphaned_auto_remove()? {
-        if let Err(e) = store.remove_container(&id) {
+        if let Err(e) = super::network::remove_container(store, &id, false) {
             eprintln!("WARN: removing container {id} left by a killed burrow: {e}");
         }
     }
@@ -749,7 +749,7 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         Ok(launch) => Ok((record, launch)),
         Err(e) => {
             // Nothing half-made stays behind (anonymous volumes made for it included).
-            let _ = store.remove_container_and_volumes(&record.id);
+            let _ = super::network::remove_container(store, &record.id, true);
             Err(e)
         }
     }

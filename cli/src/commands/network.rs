@@ -546,7 +546,7 @@ fn rm(store: &Store, args: RmArgs) -> Result<i32> {
                     if c.state == burrow_storage::ContainerState::Running {
                         super::stop::stop_container(store, &mut c, Some(args.time.unwrap_or(10)))?;
                     }
-                    store.remove_container(&c.id)?;
+                    remove_container(store, &c.id, false)?;
                 }
             }
             store.remove_network(&net.name)?;
@@ -853,6 +853,20 @@ pub fn hosts_block(store: &Store, id: &str) -> String {
     }
 }
 
+/// Removes a container (`with_volumes`: its anonymous volumes too, as `rm -v`), then drops it
+/// from the hosts files of the containers it shared a user network with. Every removal goes
+/// through here, so no peer keeps a stale name.
+pub fn remove_container(store: &Store, id: &str, with_volumes: bool) -> Result<(), StoreError> {
+    let peers = peers_of(store, id);
+    if with_volumes {
+        store.remove_container_and_volumes(id)?;
+    } else {
+        store.remove_container(id)?;
+    }
+    refresh_hosts_of(store, &peers);
+    Ok(())
+}
+
 /// Rewrites the network block of the hosts file of every container that shares a network
 /// with `id` (and its own), in place: the file is bind-mounted into running containers, so a
 /// rename would not be seen.
@@ -861,7 +875,7 @@ pub fn refresh_hosts(store: &Store, id: &str) {
 }
 
 /// The containers sharing a network with `id`, itself included.
-pub fn peers_of(store: &Store, id: &str) -> std::collections::BTreeSet<String> {
+fn peers_of(store: &Store, id: &str) -> std::collections::BTreeSet<String> {
     let mut peers = std::collections::BTreeSet::new();
     for a in store.container_networks(id).unwrap_or_default() {
         for m in store.network_members(&a.network).unwrap_or_default() {
@@ -872,7 +886,7 @@ pub fn peers_of(store: &Store, id: &str) -> std::collections::BTreeSet<String> {
 }
 
 /// Rewrites the hosts files of `peers` (those that still exist and have one).
-pub fn refresh_hosts_of(store: &Store, peers: &std::collections::BTreeSet<String>) {
+fn refresh_hosts_of(store: &Store, peers: &std::collections::BTreeSet<String>) {
     for peer in peers {
         let path = store.container_dirs(peer).bundle.join("hosts");
         let _ = rewrite_block(&path, &hosts_block(store, peer));

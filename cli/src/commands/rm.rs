@@ -123,14 +123,7 @@ fn remove(
     }
     // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
     super::mount::release(store, &c);
-    // Its peers on user networks stop listing it (after the removal frees its address).
-    let peers = super::network::peers_of(store, &c.id);
-    if args.volumes {
-        store.remove_container_and_volumes(&c.id)?;
-    } else {
-        store.remove_container(&c.id)?;
-    }
-    super::network::refresh_hosts_of(store, &peers);
+    super::network::remove_container(store, &c.id, args.volumes)?;
     println!("{}", c.id);
     removed.push(c.id);
     Ok(())

@@ -102,7 +102,7 @@ fn remove_one(store: &mut Store, image: &Image, reference: &str, force: bool) ->
             }));
         }
         for id in &users {
-            store.remove_container(id)?;
+            super::network::remove_container(store, id, false)?;
         }
     }
     match store.remove_image(&image.id) {

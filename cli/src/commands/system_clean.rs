@@ -70,7 +70,7 @@ pub fn prune(args: PruneArgs, global: &GlobalOptions) -> Result<i32> {
             continue;
         }
         let size = disk_usage(&store.container_dirs(&c.id).upper);
-        match store.remove_container(&c.id) {
+        match super::network::remove_container(store, &c.id, false) {
             Ok(()) => {
                 reclaimed += size;
                 removed_containers.push(c.id);

@@ -391,7 +391,7 @@ fn rm(store: &Store, args: RmArgs) -> Result<i32> {
                     if c.state == burrow_storage::ContainerState::Running {
                         super::stop::stop_container(store, &mut c, Some(args.time.unwrap_or(10)))?;
                     }
-                    store.remove_container(&c.id)?;
+                    super::network::remove_container(store, &c.id, false)?;
                 }
             }
             store.remove_volume(name)?;

@@ -303,6 +303,31 @@ fn containers_reach_each_other_by_name_alias_and_address() {
     let hosts = env.run(&["exec", "srv", "cat", "/etc/hosts"]);
     assert!(!hosts.success().stdout.contains("late"), "{hosts}");
     assert!(hosts.stdout.contains("10.89.0.2\tsrv web"), "{hosts}");
+    // So does one that its monitor removes (`run -d --rm`, then stop) and a foreground `--rm` one.
+    env.run(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        "--network",
+        "front",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .success();
+    let hosts = env.run(&["exec", "srv", "cat", "/etc/hosts"]);
+    assert!(hosts.success().stdout.contains("\tbrief"), "{hosts}");
+    env.run(&["stop", "-t", "0", "brief"]).success();
+    wait_for(Duration::from_secs(20), "brief's removal", || {
+        env.run(&["container", "exists", "brief"]).code == 1
+    });
+    env.run(&["run", "--rm", "--name", "fg", "--network", "front", "bb", "true"])
+        .success();
+    let hosts = env.run(&["exec", "srv", "cat", "/etc/hosts"]);
+    assert!(!hosts.success().stdout.contains("brief"), "{hosts}");
+    assert!(!hosts.stdout.contains("\tfg"), "{hosts}");
     env.run(&["rm", "-f", "-t", "0", "srv"]).success();
 }
 
