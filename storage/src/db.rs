@@ -73,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (container_id, destination)
     );
     CREATE INDEX container_volumes_by_volume ON container_volumes(volume);",
+    // 6: the digest of the manifest list / index an image was pulled through (RepoDigests).
+    "ALTER TABLE images ADD COLUMN index_digest TEXT; -- sha256:<hex>",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

@@ -51,7 +51,26 @@ impl LayerDir {
         check: &BlobCheck,
         limits: IdLimits,
     ) -> Result<IngestedLayer, StoreError> {
-        stage_checked(&self.layers_dir, reader, check, limits, false).map(IngestedLayer)
+        let mut staged = stage_checked(&self.layers_dir, reader, check, limits, false)?;
+        // Verified: kept for a later pull should this process die before the image is recorded.
+        if let Some(dir) = staged.dir.as_mut() {
+            crate::lock::park(&self.layers_dir, dir, &staged.diff_id, staged.size);
+        }
+        Ok(IngestedLayer(staged))
+    }
+
+    /// Layer `id` (hex diff_id) as a pull that died after verifying it left it (see
+    /// [`crate::lock`]), now staged for this process; `None` if there is none to take.
+    pub fn claim_parked(&self, id: &str) -> Result<Option<IngestedLayer>, StoreError> {
+        Ok(
+            crate::lock::claim_parked(&self.layers_dir, id)?.map(|(dir, size)| {
+                IngestedLayer(StagedLayer {
+                    dir: Some(dir),
+                    diff_id: id.to_string(),
+                    size,
+                })
+            }),
+        )
     }
 
     /// Writes the uncompressed tar of layer `id` (hex diff_id) to `out`, checked
