@@ -113,7 +113,7 @@ CONF
 }
 
 # Runs as BENCH_USER, in the fresh store. Gets B (the engine binary), ENGINE, STEP (init|pull),
-# IMAGE, STORE. `pull` prints "MICROSECONDS PEAK_RSS_KIB".
+# IMAGE, STORE. `pull` prints "MICROSECONDS PEAK_RSS_KIB USER_S SYS_S".
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 set -euo pipefail
@@ -125,7 +125,7 @@ case $STEP in
 init) $B images >/dev/null ;;
 pull)
   start=$(date +%s%N)
-  /usr/bin/time -f %M -o "$STORE/rss" $B pull -q --tls-verify=false "$IMAGE" >/dev/null
+  /usr/bin/time -f "%M %U %S" -o "$STORE/rss" $B pull -q --tls-verify=false "$IMAGE" >/dev/null
   end=$(date +%s%N)
   [[ -n $($B images -q) ]] || { echo "no image after the pull" >&2; exit 1; }
   echo "$(((end - start) / 1000)) $(tail -n 1 "$STORE/rss")"
@@ -133,9 +133,9 @@ pull)
 esac
 '
 
-# one_pull ENGINE BIN: one timed pull into a fresh store; appends "ENGINE MS RSS" to results.
+# one_pull ENGINE BIN: one timed pull into a fresh store; appends "ENGINE MS RSS CPU_S" to results.
 one_pull() {
-  local engine=$1 bin=$2 out us rss
+  local engine=$1 bin=$2 out us rss user sys cpu
   fresh_store
   run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" B="$bin" ENGINE="$engine" STEP=init \
     IMAGE="$IMAGE" STORE="$WORK/store" bash -c "$INNER" 2>>"$WORK/init.log"
@@ -144,9 +144,10 @@ one_pull() {
     STEP=pull IMAGE="$IMAGE" STORE="$WORK/store" bash -c "$INNER" 2>&1); then
     die "$engine pull failed: $(tail -n 3 <<<"$out")"
   fi
-  read -r us rss <<<"$(tail -n 1 <<<"$out")"
-  log "$engine: $((us / 1000)) ms, peak RSS $((rss / 1024)) MiB"
-  printf "%s %s %s\n" "$engine" "$((us / 1000))" "$rss" >>"$WORK/results"
+  read -r us rss user sys <<<"$(tail -n 1 <<<"$out")"
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  log "$engine: $((us / 1000)) ms, CPU ${cpu} s, peak RSS $((rss / 1024)) MiB"
+  printf "%s %s %s %s\n" "$engine" "$((us / 1000))" "$rss" "$cpu" >>"$WORK/results"
   drop_store
 }
 
@@ -187,25 +188,30 @@ main() {
     one_pull burrow "$WORK/burrow"
     [[ -z $podman ]] || one_pull podman "$podman"
   done
-  awk -v mb="$mb" -v runs="$PULL_RUNS" -v nproc="$(nproc)" -v where="$FSTYPE" '
-    { t[$1, ++n[$1]] = $2; if ($3 > rss[$1]) rss[$1] = $3 }
-    function sort(e,   i, j, x) {
-      for (i = 1; i <= n[e]; i++) s[i] = t[e, i]
+  awk -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v mb="$mb" -v runs="$PULL_RUNS" -v nproc="$(nproc)" -v where="$FSTYPE" '
+    { t[$1, ++n[$1]] = $2; c[$1, n[$1]] = $4; if ($3 > rss[$1]) rss[$1] = $3 }
+    function sort(e, cpu,   i, j, x) {
+      for (i = 1; i <= n[e]; i++) s[i] = cpu ? c[e, i] : t[e, i]
       for (i = 2; i <= n[e]; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
     }
-    function median(e) { sort(e); return n[e] % 2 ? s[(n[e] + 1) / 2] : (s[n[e] / 2] + s[n[e] / 2 + 1]) / 2 }
-    function all(e,   i, o) { sort(e); o = s[1]; for (i = 2; i <= n[e]; i++) o = o " " s[i]; return o }
+    function median(e, cpu) { sort(e, cpu); return n[e] % 2 ? s[(n[e] + 1) / 2] : (s[n[e] / 2] + s[n[e] / 2 + 1]) / 2 }
+    function all(e,   i, o) { sort(e, 0); o = s[1]; for (i = 2; i <= n[e]; i++) o = o " " s[i]; return o }
     function row(e) {
       if (!(e in n)) return
-      med[e] = median(e)
-      printf "| %-33s | %9.0f | %7.1f | %13.1f | %-30s |\n", e " pull -q --tls-verify=false", med[e], mb / (med[e] / 1000), rss[e] / 1024, all(e)
+      med[e] = median(e, 0); cpu[e] = median(e, 1)
+      printf "| %-33s | %9.0f | %7.1f | %9.2f | %13.1f | %-30s |\n", e " pull -q --tls-verify=false", med[e], mb / (med[e] / 1000), cpu[e], rss[e] / 1024, all(e)
     }
     END {
       printf "pull of a 3-layer image from a local registry, %.1f MB of gzip layers (%d runs each, alternating; a fresh store on %s for each; %d cores)\n", mb, runs, where, nproc
-      printf "| %-33s | %9s | %7s | %13s | %-30s |\n", "command", "median ms", "MB/s", "max peak RSS", "all runs, ms (sorted)"
-      print "|-----------------------------------|-----------|---------|---------------|--------------------------------|"
+      printf "| %-33s | %9s | %7s | %9s | %13s | %-30s |\n", "command", "median ms", "MB/s", "CPU s", "max peak RSS", "all runs, ms (sorted)"
+      print "|-----------------------------------|-----------|---------|-----------|---------------|--------------------------------|"
       row("burrow"); row("podman")
-      if (("burrow" in med) && ("podman" in med)) printf "speed burrow/podman: %.2fx (ratio of the medians: %.0f ms / %.0f ms)\n", med["podman"] / med["burrow"], med["podman"], med["burrow"]
+      if (("burrow" in med) && ("podman" in med)) {
+        printf "speed burrow/podman: %.2fx (ratio of the medians: %.0f ms / %.0f ms)\n", med["podman"] / med["burrow"], med["podman"], med["burrow"]
+        # On a shared machine the wall time follows the load; the CPU time (user + sys of the
+        # pull and its children) much less.
+        printf "CPU time podman/burrow: %.2fx (medians: %.2f s / %.2f s); load average at the end: %s\n", cpu["podman"] / cpu["burrow"], cpu["podman"], cpu["burrow"], load
+      }
     }' "$WORK/results"
 }
 
