@@ -3,6 +3,8 @@
 //! Written to `--authfile`, else `$REGISTRY_AUTH_FILE`, else
 //! `$XDG_RUNTIME_DIR/containers/auth.json`; read from that file, then from
 //! `~/.config/containers/auth.json` and Docker's `~/.docker/config.json`.
+//! A file's `credHelpers` (`{"registry": "NAME"}`) win over its `auths` for that registry:
+//! `docker-credential-NAME get` is asked, as containers/image does.
 //! Credentials are never printed or logged.
 
 use std::io::Write;
@@ -124,8 +126,17 @@ fn normalize_key(key: &str) -> String {
 /// The credentials for `repo_path` (`registry/repository`): the most specific key of the
 /// first file that has one (`registry/ns/repo`, `registry/ns`, `registry`).
 pub fn lookup(repo_path: &str, flag: Option<&Path>) -> Result<Option<Credentials>> {
+    let registry = repo_path.split('/').next().unwrap_or(repo_path);
     for file in read_files(flag) {
         let Some(json) = read_json(&file)? else { continue };
+        if let Some(helper) = json
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|h| h.iter().find(|(k, _)| normalize_key(k) == registry))
+            .and_then(|(_, v)| v.as_str())
+        {
+            return cred_helper(helper, registry);
+        }
         let Some(Value::Object(auths)) = json.get("auths") else {
             continue;
         };
@@ -146,6 +157,45 @@ pub fn lookup(repo_path: &str, flag: Option<&Path>) -> Result<Option<Credentials
         }
     }
     Ok(None)
+}
+
+/// Asks `docker-credential-HELPER get` (from PATH) for `registry`'s credentials, with the
+/// registry on stdin, as the Docker credential-helper protocol says; `None` when the helper
+/// has none. Its output (which holds the secret) never goes into an error.
+fn cred_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{helper}");
+    let fail =
+        |why: String| RegistryError::Config(format!("credential helper {program} for {registry}: {why}"));
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its exit status below.
+        let _ = stdin.write_all(registry.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        // The protocol's "not found" answer, on stdout.
+        if String::from_utf8_lossy(&out.stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!("get failed ({})", out.status)));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| fail("invalid JSON answer".into()))?;
+    let username = v["Username"].as_str().unwrap_or_default();
+    let secret = v["Secret"].as_str().unwrap_or_default();
+    if username.is_empty() && secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        username: username.into(),
+        password: secret.into(),
+    }))
 }
 
 /// Writes `json` to `path` atomically, mode 0600, making its directory (0700).

@@ -91,6 +91,47 @@ fn descriptor(v: &Value, what: &str) -> Result<Descriptor> {
     })
 }
 
+/// The digest of manifest `reference` (tag or digest) of `repo` as the registry gives it
+/// to a HEAD request (the index's for a multi-platform image): nothing is downloaded.
+pub fn head_digest(client: &Client, repo: &str, reference: &str) -> Result<String> {
+    if reference.starts_with("sha256:") {
+        return Ok(reference.to_string());
+    }
+    let accept = [MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST].join(", ");
+    let resp = client.send(
+        "HEAD",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &format!("repository:{repo}:pull"),
+        &[("Accept", &accept)],
+        Body::Empty,
+    )?;
+    let status = resp.status().as_u16();
+    if status == 404 {
+        return Err(RegistryError::ManifestUnknown {
+            what: format!("{}/{repo}:{reference}", client.registry),
+            reference: reference.to_string(),
+            repository: format!("{}/{repo}", client.registry),
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(status_error(
+            &format!("checking manifest {}/{repo}:{reference}", client.registry),
+            resp,
+        ));
+    }
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| d.starts_with("sha256:"))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            RegistryError::Manifest(format!(
+                "{}/{repo}:{reference}: the registry gave no Docker-Content-Digest",
+                client.registry
+            ))
+        })
+}
+
 /// Fetches the manifest `reference` (tag or digest) of `repo`, checking its digest
 /// when the reference or the registry gives one. Returns (media type, digest, bytes).
 pub fn fetch_raw(client: &Client, repo: &str, reference: &str) -> Result<(String, String, Vec<u8>)> {

@@ -21,11 +21,16 @@ use crate::{sha256_digest, RegistryError, Result};
 const PARALLEL: usize = 4;
 const CONFIG_LIMIT: u64 = 32 << 20;
 
+#[derive(Clone)]
 pub struct PullOptions {
     pub client: ClientOptions,
     pub platform: Option<Platform>,
     pub all_tags: bool,
     pub limits: IdLimits,
+    /// `--pull=newer`: a local image (id) and its digests. When the registry's digest for
+    /// the name (asked with a HEAD request) is one of them, nothing is downloaded and that
+    /// image is the result.
+    pub newer_than: Option<(String, Vec<String>)>,
 }
 
 /// Pulls `name`; returns the images stored (one, or one per tag with `all_tags`).
@@ -193,8 +198,14 @@ fn pull_one(
     progress: &Progress,
 ) -> Result<Image> {
     let repo = &endpoint.repository;
+    if let Some((local, digests)) = &opts.newer_than {
+        let remote = manifest::head_digest(client, repo, reference.manifest_ref())?;
+        if digests.contains(&remote) {
+            return Ok(store.image(local)?);
+        }
+    }
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let (manifest, _index) = manifest::fetch_image(client, repo, reference.manifest_ref(), &platform)?;
+    let (manifest, index) = manifest::fetch_image(client, repo, reference.manifest_ref(), &platform)?;
     progress.say("Getting image source signatures");
     let config = fetch_config(client, repo, &manifest.config)?;
     let config_text = String::from_utf8(config).map_err(|_| {
@@ -203,9 +214,11 @@ fn pull_one(
     let diff_ids = diff_ids(&config_text, &manifest)?;
     // A layer is fetched once even if the image lists it twice, and never if stored.
     let mut jobs: Vec<(usize, &Descriptor)> = Vec::new();
+    let mut claimed = Vec::new();
     for (i, layer) in manifest.layers.iter().enumerate() {
         let id = diff_ids[i].trim_start_matches("sha256:");
-        if jobs.iter().any(|(j, _)| diff_ids[*j] == diff_ids[i]) {
+        let seen = |j: &usize| diff_ids[*j] == diff_ids[i];
+        if jobs.iter().any(|(j, _)| seen(j)) || claimed.iter().any(|(j, _)| seen(j)) {
             continue;
         }
         if store.has_layer(id)? {
@@ -214,9 +227,18 @@ fn pull_one(
                 .done("skipped: already exists");
             continue;
         }
+        // Verified by a pull that was killed before recording the image.
+        if let Some(layer_files) = store.layer_dir_handle().claim_parked(id)? {
+            progress
+                .item("blob", &layer.digest, Some(layer.size))
+                .done("skipped: already exists");
+            claimed.push((i, layer_files));
+            continue;
+        }
         jobs.push((i, layer));
     }
-    let staged = fetch_layers(store, client, repo, &jobs, &diff_ids, opts.limits, progress)?;
+    let mut staged = fetch_layers(store, client, repo, &jobs, &diff_ids, opts.limits, progress)?;
+    staged.extend(claimed.into_iter().map(|(_, l)| l));
     progress
         .item("config", &manifest.config.digest, Some(manifest.config.size))
         .done("done");
@@ -224,7 +246,41 @@ fn pull_one(
     let raw = String::from_utf8(manifest.raw.clone())
         .map_err(|_| RegistryError::Manifest(format!("manifest {} is not UTF-8", manifest.digest)))?;
     let names = [reference.store_name()];
-    match store.commit_image(staged, &diff_ids, &config_text, &names, (&manifest.digest, &raw)) {
+    let image = commit(
+        store,
+        client,
+        repo,
+        &manifest,
+        staged,
+        &diff_ids,
+        &config_text,
+        &names,
+        &raw,
+        opts,
+        progress,
+    )?;
+    if let Some(index) = &index {
+        store.set_index_digest(&image.id, Some(index))?;
+    }
+    Ok(store.image(&image.id)?)
+}
+
+/// Records the image, fetching again what an `rmi` took meanwhile.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    store: &mut Store,
+    client: &Client,
+    repo: &str,
+    manifest: &ImageManifest,
+    staged: Vec<IngestedLayer>,
+    diff_ids: &[String],
+    config_text: &str,
+    names: &[String],
+    raw: &str,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<Image> {
+    match store.commit_image(staged, diff_ids, config_text, names, (&manifest.digest, raw)) {
         Ok(image) => Ok(image),
         // An `rmi` took a layer we found present: fetch what is missing now.
         Err(StoreError::LayerGone(_)) => {
@@ -238,8 +294,8 @@ fn pull_one(
                         .unwrap_or(false)
                 })
                 .collect();
-            let staged = fetch_layers(store, client, repo, &jobs, &diff_ids, opts.limits, progress)?;
-            Ok(store.commit_image(staged, &diff_ids, &config_text, &names, (&manifest.digest, &raw))?)
+            let staged = fetch_layers(store, client, repo, &jobs, diff_ids, opts.limits, progress)?;
+            Ok(store.commit_image(staged, diff_ids, config_text, names, (&manifest.digest, raw))?)
         }
         Err(e) => Err(e.into()),
     }

@@ -94,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (container_id, network),
         UNIQUE (network, ip)
     );",
+    // 7: the digest of the manifest list / index an image was pulled through (RepoDigests).
+    "ALTER TABLE images ADD COLUMN index_digest TEXT; -- sha256:<hex>",
 ];
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {

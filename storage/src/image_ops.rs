@@ -31,18 +31,19 @@ impl Store {
         }
         let mut stmt = self
             .conn()
-            .prepare_cached("SELECT id, config, created, digest FROM images")?;
+            .prepare_cached("SELECT id, config, created, digest, index_digest FROM images")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, config_json, created, digest) = row?;
+            let (id, config_json, created, digest, index_digest) = row?;
             let config = ImageConfiguration::from_reader(config_json.as_bytes())
                 .map_err(|e| StoreError::BadConfig(format!("image {id}: {e}")))?;
             out.push(Image {
@@ -52,6 +53,7 @@ impl Store {
                 config,
                 config_json,
                 digest,
+                index_digest,
                 created,
             });
         }
@@ -83,6 +85,15 @@ impl Store {
             .query_row("SELECT manifest FROM images WHERE id = ?1", [id], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+
+    /// Records the digest of the manifest list image `id` was pulled through (or none).
+    pub fn set_index_digest(&self, id: &str, digest: Option<&str>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE images SET index_digest = ?2 WHERE id = ?1",
+            params![id, digest],
+        )?;
+        Ok(())
     }
 
     /// Gives image `id` the (normalized) `name`, taking it from any other image.

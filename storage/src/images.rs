@@ -24,6 +24,8 @@ pub struct Image {
     pub config_json: String,
     /// `sha256:<hex>` of the image's manifest, when it has one.
     pub digest: Option<String>,
+    /// `sha256:<hex>` of the manifest list (index) it was pulled through, if any.
+    pub index_digest: Option<String>,
     /// When the image was stored (seconds since the epoch).
     pub created: i64,
 }
@@ -224,7 +226,7 @@ pub(crate) fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 
 /// A layer extracted into a staging directory of the store (locked: see
 /// [`crate::lock`]), not yet in the store; dropping it removes the directory.
 pub(crate) struct StagedLayer {
-    dir: Option<WorkDir>,
+    pub(crate) dir: Option<WorkDir>,
     pub diff_id: String,
     pub size: u64,
 }
@@ -411,18 +413,19 @@ impl Store {
         let row = self
             .conn()
             .query_row(
-                "SELECT config, created, digest FROM images WHERE id = ?1",
+                "SELECT config, created, digest, index_digest FROM images WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((config_json, created, digest)) = row else {
+        let Some((config_json, created, digest, index_digest)) = row else {
             return Ok(None);
         };
         let config = ImageConfiguration::from_reader(config_json.as_bytes())
@@ -446,6 +449,7 @@ impl Store {
             config,
             config_json,
             digest,
+            index_digest,
             created,
         }))
     }

@@ -8,6 +8,10 @@
 //!   the process working in it, from its creation (made under `layers.lock`) on. A
 //!   directory whose lock can be taken belongs to a dead process: the kernel drops
 //!   `flock`s when a process dies, even by `kill -9`.
+//! - A staged layer that passed every check is parked as `layers/.part-<id>-<size>` (still
+//!   locked) until its image is recorded. One whose process died (a pull killed with -9) is
+//!   complete and verified: the next pull of it claims it instead of fetching it again.
+//!   Unclaimed ones are removed after [`PARKED_MAX_AGE`].
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -19,6 +23,9 @@ use crate::{random_id, Store, StoreError};
 
 pub(crate) const STAGING_PREFIX: &str = ".tmp-";
 pub(crate) const DOOMED_PREFIX: &str = ".rm-";
+pub(crate) const PARKED_PREFIX: &str = ".part-";
+/// How long a parked layer nobody claimed is kept for a later pull.
+const PARKED_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A held `flock`; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -81,6 +88,39 @@ impl WorkDir {
             Err(e) => Err(StoreError::io("removing", &self.path, e)),
         }
     }
+}
+
+/// Renames a verified staging directory to `.part-<id>-<size>`, keeping its lock; if that
+/// name is taken (another process parked the same layer), it stays where it is.
+pub(crate) fn park(layers_dir: &Path, dir: &mut WorkDir, id: &str, size: u64) {
+    let parked = layers_dir.join(format!("{PARKED_PREFIX}{id}-{size}"));
+    if fs::rename(&dir.path, &parked).is_ok() {
+        dir.path = parked;
+    }
+}
+
+/// A parked layer `id` left by a dead process, locked for us, with its size.
+pub(crate) fn claim_parked(layers_dir: &Path, id: &str) -> Result<Option<(WorkDir, u64)>, StoreError> {
+    let prefix = format!("{PARKED_PREFIX}{id}-");
+    let entries = match fs::read_dir(layers_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("reading", layers_dir, e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(size) = name.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        // Held: its process is alive, still pulling it; else it is ours now.
+        if let Ok(Some(lock)) = Flock::try_dir(&path) {
+            if path.exists() {
+                return Ok(Some((WorkDir { path, _lock: lock }, size)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The store-wide lock for making and removing layer directories.
@@ -168,6 +208,18 @@ impl Store {
             if name.starts_with(STAGING_PREFIX) || name.starts_with(DOOMED_PREFIX) {
                 if let Ok(Some(held)) = Flock::try_dir(&path) {
                     let _ = (WorkDir { path, _lock: held }).remove();
+                }
+            } else if name.starts_with(PARKED_PREFIX) {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > PARKED_MAX_AGE);
+                if old {
+                    if let Ok(Some(held)) = Flock::try_dir(&path) {
+                        let _ = (WorkDir { path, _lock: held }).remove();
+                    }
                 }
             } else if is_layer_id(&name) && !known.contains(&name) {
                 if let Ok(Some(doomed)) = doom(&layers_dir, &path) {

@@ -279,6 +279,8 @@ pub struct FaultProxy {
     pub sent: Arc<AtomicU64>,
     /// For [`Fault::Throttle`]: clear it to send at full speed.
     pub slow: Arc<AtomicBool>,
+    /// Every request forwarded, as `METHOD PATH`, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
@@ -290,14 +292,21 @@ impl FaultProxy {
         let sent = Arc::new(AtomicU64::new(0));
         let slow = Arc::new(AtomicBool::new(true));
         let fault = Arc::new(Mutex::new(fault));
-        let (s, n, sl) = (stop.clone(), sent.clone(), slow.clone());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (s, n, sl, rq) = (stop.clone(), sent.clone(), slow.clone(), requests.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (f, n, sl, s) = (fault.lock().unwrap().clone(), n.clone(), sl.clone(), s.clone());
+                        let (f, n, sl, s, rq) = (
+                            fault.lock().unwrap().clone(),
+                            n.clone(),
+                            sl.clone(),
+                            s.clone(),
+                            rq.clone(),
+                        );
                         std::thread::spawn(move || {
-                            let _ = serve(conn, upstream, &f, &n, &sl, &s);
+                            let _ = serve(conn, upstream, &f, &n, &sl, &s, &rq);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -309,7 +318,18 @@ impl FaultProxy {
             stop,
             sent,
             slow,
+            requests,
         }
+    }
+
+    /// How many requests were `METHOD PATH` with PATH ending in `suffix`.
+    pub fn count(&self, method: &str, suffix: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(&format!("{method} ")) && r.ends_with(suffix))
+            .count()
     }
 
     pub fn addr(&self) -> String {
@@ -330,6 +350,7 @@ fn serve(
     sent: &AtomicU64,
     slow: &AtomicBool,
     stop: &AtomicBool,
+    requests: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -351,6 +372,8 @@ fn serve(
             }
         }
         let path = head[0].split_whitespace().nth(1).unwrap_or("").to_string();
+        let method = head[0].split_whitespace().next().unwrap_or("").to_string();
+        requests.lock().unwrap().push(format!("{method} {path}"));
         let last = head.pop().unwrap();
         head.push("Connection: close\r\n".into());
         head.push(last);

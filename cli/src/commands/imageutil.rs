@@ -64,15 +64,27 @@ pub fn size(image: &Image, sizes: &std::collections::HashMap<String, u64>) -> u6
     image.layers.iter().filter_map(|l| sizes.get(l)).sum()
 }
 
-/// `repo@digest` for each repository the image has a name in.
+/// The image's `Digest`: that of the manifest list it was pulled through, as Podman shows,
+/// else its manifest's.
+pub fn digest(image: &Image) -> String {
+    image
+        .index_digest
+        .clone()
+        .or_else(|| image.digest.clone())
+        .unwrap_or_default()
+}
+
+/// `repo@digest` for each repository the image has a name in, and each of its digests (the
+/// manifest list's and the manifest's, as Podman lists them).
 pub fn repo_digests(image: &Image) -> Vec<String> {
-    let Some(digest) = &image.digest else {
-        return Vec::new();
-    };
+    let digests: Vec<&String> = image.index_digest.iter().chain(&image.digest).collect();
     let mut repos: Vec<String> = image.names.iter().map(|n| repo_tag(n).0).collect();
     repos.sort();
     repos.dedup();
-    repos.into_iter().map(|r| format!("{r}@{digest}")).collect()
+    repos
+        .iter()
+        .flat_map(|r| digests.iter().map(move |d| format!("{r}@{d}")))
+        .collect()
 }
 
 /// The labels of the image config.

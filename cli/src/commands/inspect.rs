@@ -88,7 +88,7 @@ fn image_data(
         .collect();
     Ok(ImageData {
         id: image.id.clone(),
-        digest: image.digest.clone().unwrap_or_default(),
+        digest: imageutil::digest(image),
         repo_tags: image.names.clone(),
         repo_digests: imageutil::repo_digests(image),
         parent: String::new(),

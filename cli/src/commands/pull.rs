@@ -71,6 +71,9 @@ pub struct PullArgs {
     /// Override the variant of the image to pull
     #[arg(long, value_name = "VARIANT")]
     variant: Option<String>,
+    /// Pull image policy: always, missing, never, newer
+    #[arg(long, value_name = "POLICY", default_value = "always")]
+    policy: String,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -113,14 +116,45 @@ pub fn pull_cmd(args: PullArgs, global: &GlobalOptions) -> Result<i32> {
         platform,
         all_tags: args.all_tags,
         limits: engine.id_limits(),
+        newer_than: None,
     };
     let progress = Progress::new(args.quiet);
+    check_policy(&args.policy)?;
     for name in &args.images {
-        for image in pull(&mut engine.store, &conf, name, &opts, &progress)? {
-            println!("{}", image.id);
+        let local = engine.store.image(name);
+        let missing = matches!(local, Err(StoreError::ImageNotKnown(_)));
+        match (args.policy.as_str(), local) {
+            ("missing", Ok(image)) => println!("{}", image.id),
+            ("never", local) => println!("{}", local?.id),
+            (policy, local) => {
+                let opts = PullOptions {
+                    newer_than: if policy == "newer" && !missing {
+                        local.ok().map(|l| newer_than(&l))
+                    } else {
+                        None
+                    },
+                    ..opts.clone()
+                };
+                for image in pull(&mut engine.store, &conf, name, &opts, &progress)? {
+                    println!("{}", image.id);
+                }
+            }
         }
     }
     Ok(0)
+}
+
+fn check_policy(policy: &str) -> Result<()> {
+    match policy {
+        "always" | "missing" | "never" | "newer" => Ok(()),
+        other => bail!("invalid pull policy {other:?}: valid policies are always, missing, never, newer"),
+    }
+}
+
+/// What `--pull=newer` compares the registry's digest with: the local image's digests.
+fn newer_than(local: &Image) -> (String, Vec<String>) {
+    let digests = local.index_digest.iter().chain(&local.digest).cloned().collect();
+    (local.id.clone(), digests)
 }
 
 /// `auto-update`'s registry policy: pulls `reference` (quietly, with the registries.conf and
@@ -133,6 +167,7 @@ pub fn pull_for_update(engine: &Engine, reference: &str) -> Result<String> {
         platform: platform(None, None, None, None)?,
         all_tags: false,
         limits: engine.id_limits(),
+        newer_than: None,
     };
     let mut images = pull(&mut store, &conf, reference, &opts, &Progress::new(true))?;
     Ok(images.remove(0).id)
@@ -158,11 +193,11 @@ pub struct RunPullArgs {
 pub fn image_for_run(engine: &Engine, name: &str, args: &RunPullArgs) -> Result<Image> {
     let local = engine.store.image(name);
     let missing = matches!(local, Err(StoreError::ImageNotKnown(_)));
+    check_policy(&args.policy)?;
     let pull_it = match args.policy.as_str() {
         "missing" => missing,
-        "always" | "newer" => true,
         "never" => false,
-        other => bail!("invalid pull policy {other:?}: valid policies are always, missing, never, newer"),
+        _ => true,
     };
     // A name given by id can only be local.
     let by_id = name.len() >= 12
@@ -181,6 +216,10 @@ pub fn image_for_run(engine: &Engine, name: &str, args: &RunPullArgs) -> Result<
         platform: platform(args.platform.as_deref(), None, None, None)?,
         all_tags: false,
         limits: engine.id_limits(),
+        newer_than: match (&local, args.policy.as_str()) {
+            (Ok(l), "newer") => Some(newer_than(l)),
+            _ => None,
+        },
     };
     let progress = Progress::new(args.quiet);
     match pull(&mut store, &conf, name, &opts, &progress) {

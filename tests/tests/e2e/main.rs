@@ -25,6 +25,7 @@ mod t210_run_network;
 mod t220_user_networks;
 mod t300_registry;
 mod t310_registry_tls_auth;
+mod t320_registry_resume_newer_helpers;
 mod t350_volumes;
 mod t400_systemd;
 mod t410_quadlet;

@@ -442,16 +442,36 @@ fn t303_a_manifest_list_gives_the_platform_asked_for() {
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": entries,
     });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
     let status = http_put(
         &addr,
         "/v2/ml/manifests/list",
         "application/vnd.oci.image.index.v1+json",
-        &serde_json::to_vec(&index).unwrap(),
+        &index_bytes,
     );
     assert!(status.contains(" 201 "), "{status}");
     let list = format!("{addr}/ml:list");
     let out = env.run(&["pull", "-q", "--tls-verify=false", &list]);
     assert_eq!(out.success().stdout, format!("{}\n", ids[0]), "{out}");
+    // As Podman: Digest is the list's, RepoDigests name the list and the instance.
+    let index_digest = sha256_digest(&index_bytes);
+    let v = inspect(&env, &list);
+    assert_eq!(v["Digest"], index_digest.as_str(), "{v}");
+    let instance = entries[0]["digest"].as_str().unwrap();
+    let repo_digests: Vec<&str> = v["RepoDigests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        repo_digests.contains(&format!("{addr}/ml@{index_digest}").as_str()),
+        "{v}"
+    );
+    assert!(
+        repo_digests.contains(&format!("{addr}/ml@{instance}").as_str()),
+        "{v}"
+    );
     let out = env.run(&["run", "--rm", &list, "cat", "/platform"]);
     assert_eq!(out.success().stdout, "native", "{out}");
     let out = env.run(&[
