@@ -31,3 +31,4 @@ mod t420_sdnotify;
 mod t430_health;
 mod t440_autoupdate;
 mod t450_lifecycle_more;
+mod t460_quadlet_volume_image;
