@@ -400,18 +400,22 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         store.container_dirs(id).bundle.join("monitor.pid"),
         std::process::id().to_string(),
     );
+    // --sdnotify=container: made at the first start, mounted into every start after it.
+    let mut proxy: Option<crate::sdunits::NotifyProxy> = None;
     loop {
         let record = store.container(id)?;
         let mut launch = launch::load(store, &record)?;
         let sdnotify = launch.systemd.sdnotify;
-        let mut proxy = None;
-        if let (Some(socket), crate::sdunits::SdNotify::Container, false) =
-            (&notify_socket, sdnotify, notified)
-        {
-            let bundle = store.container_dirs(id).bundle;
-            match crate::sdunits::proxy_notify_socket(&mut launch.spec, &bundle, socket) {
-                Ok(p) => proxy = Some(p),
-                Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+        if let (Some(socket), crate::sdunits::SdNotify::Container) = (&notify_socket, sdnotify) {
+            if proxy.is_none() {
+                let bundle = store.container_dirs(id).bundle;
+                match crate::sdunits::NotifyProxy::bind(&bundle, socket) {
+                    Ok(p) => proxy = Some(p),
+                    Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+                }
+            }
+            if let Some(Err(e)) = proxy.as_ref().map(|p| p.mount_into(&mut launch.spec)) {
+                eprintln!("WARN: --sdnotify=container: {e:#}");
             }
         }
         let mut log = match LogWriter::open(store, &record, &launch.log) {
@@ -463,8 +467,8 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             crate::sdunits::notify_started(socket, sdnotify);
             notified = true;
         }
-        if let Some(p) = proxy.take() {
-            p.spawn();
+        if let Some(Err(e)) = proxy.as_mut().map(|p| p.spawn_once()) {
+            eprintln!("WARN: --sdnotify=container: {e:#}");
         }
         crate::health::reset(store, id);
         // Stopped (a timer) when dropped, once the container has exited.
