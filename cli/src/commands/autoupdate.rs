@@ -209,26 +209,31 @@ fn update_all(
 /// Restarts the unit and waits until it runs again with a container of image `image_id`.
 fn restart_and_check(store: &Store, c: &Candidate, image_id: &str) -> anyhow::Result<()> {
     let mut bus = burrow_systemd::bus::Connection::user().context("reaching the user's systemd manager")?;
-    let invocation = |bus: &mut burrow_systemd::bus::Connection| {
-        bus.unit_property(&c.unit, "InvocationID")
+    // State and run from one snapshot: read apart, a restart's short `inactive` between its
+    // stop and its start, seen next to the new run's id, looked like a failed start.
+    let snapshot = |bus: &mut burrow_systemd::bus::Connection| -> anyhow::Result<(String, String, String)> {
+        let p = bus.unit_properties(&c.unit)?;
+        let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let invocation = p
+            .get("InvocationID")
             .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        Ok((text("ActiveState"), text("SubState"), invocation))
     };
-    let before = invocation(&mut bus)?;
+    let (_, _, before) = snapshot(&mut bus)?;
     bus.restart_unit(&c.unit)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let state = bus.unit_active_state(&c.unit)?;
-        let sub = bus
-            .unit_property(&c.unit, "SubState")?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let started_anew = invocation(&mut bus)? != before;
-        if state == "failed" || sub == "auto-restart" || (started_anew && state == "inactive") {
-            bail!("unit {} failed to start after the update", c.unit);
-        }
-        if started_anew && state == "active" {
-            break;
+        let (state, sub, invocation) = snapshot(&mut bus)?;
+        // Until the restart job has started the new run, the state is the old run's (a failed
+        // one's when rolling back): only the new run's state says how the start went.
+        if invocation != before {
+            if state == "failed" || sub == "auto-restart" || state == "inactive" {
+                bail!("unit {} failed to start after the update", c.unit);
+            }
+            if state == "active" {
+                break;
+            }
         }
         if Instant::now() > deadline {
             bail!(
