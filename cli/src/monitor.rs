@@ -501,9 +501,17 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         drop(network);
         store.set_exited(id, code)?;
         let now = store.container(id)?;
+        // As the main process of a unit (Type=notify: `generate systemd --new`, quadlet), the
+        // monitor ends as its container did, so that the unit's Restart=on-failure sees a
+        // failure (as conmon does); a stop asked for is a clean end.
+        let unit_result = if notify_socket.is_some() && !now.stop_requested {
+            code
+        } else {
+            0
+        };
         if now.auto_remove {
             store.remove_container(id)?;
-            return Ok(0);
+            return Ok(unit_result);
         }
         // A healthcheck with --health-on-failure=restart killed it to be started again.
         let health_restart = crate::health::restart_flag(store, id);
@@ -512,7 +520,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             continue;
         }
         if !launch.restart.restarts(code, now.restarts, now.stop_requested) {
-            return Ok(0);
+            return Ok(unit_result);
         }
         store.count_restart(id)?;
     }
