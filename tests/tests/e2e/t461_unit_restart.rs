@@ -71,9 +71,16 @@ fn new_unit_restarts_a_failed_container_by_its_policy() {
         show("ActiveState"),
         systemctl(&env, &["status", &service])
     );
-    // A stop is no failure: the unit ends clean, and stays down.
-    systemctl(&env, &["stop", &service]).success();
+    // `burrow stop` of the unit's container stops the unit (else systemd would start it
+    // again); a stop is no failure: the unit ends clean, its --rm container gone.
+    env.run(&["stop", &name]).success();
+    assert!(
+        wait_for(Duration::from_secs(30), || show("ActiveState") == "inactive"),
+        "unit {} after burrow stop",
+        show("ActiveState")
+    );
     assert_eq!(show("Result"), "success");
-    assert_eq!(show("ActiveState"), "inactive");
+    let all = env.run(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!all.success().stdout.contains(&name), "{all}");
     env.run(&["volume", "rm", &volume]).success();
 }
