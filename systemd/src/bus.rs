@@ -585,6 +585,13 @@ impl Connection {
         Ok(first_str(&reply))
     }
 
+    /// ResetFailedUnit(name) (`systemctl --user reset-failed`): forgets a failed state and the
+    /// start limit a unit that failed too often has hit, which refuses even a manual start.
+    pub fn reset_failed_unit(&mut self, name: &str) -> Result<(), BusError> {
+        self.manager("ResetFailedUnit", &[Value::Str(name.into())])
+            .map(drop)
+    }
+
     /// A property of the manager (`UnitPath`, `Environment`, ...).
     pub fn manager_property(&mut self, name: &str) -> Result<Value, BusError> {
         let reply = self.call(
