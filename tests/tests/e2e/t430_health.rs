@@ -86,6 +86,9 @@ fn failing_healthcheck_restarts_the_unit() {
         "1s",
         "--health-retries",
         "1",
+        // No failure counts before `touch` could have run.
+        "--health-start-period",
+        "3s",
         "--health-on-failure",
         "restart",
         "bb",
@@ -114,6 +117,7 @@ fn failing_healthcheck_restarts_the_unit() {
         pid != first_pid && pid != "0" && inspect(&env, "hr", "{{.State.Health.Status}}") == "healthy"
     });
     assert!(restarted, "not restarted (pid still {first_pid})");
+    assert_eq!(inspect(&env, "hr", "{{.RestartCount}}"), "1");
     env.run(&["rm", "-f", "hr"]).success();
 }
 
