@@ -240,6 +240,8 @@ fn on_failure(store: &Store, c: &ContainerRecord, action: HealthAction) -> anyho
             reset(store, &c.id);
             match unit {
                 Some(u) => {
+                    // A restart like the monitor's own (Podman counts it as its restart policy's).
+                    store.count_restart(&c.id)?;
                     burrow_systemd::bus::Connection::user()?.restart_unit(&u)?;
                 }
                 None => {

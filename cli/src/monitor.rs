@@ -400,18 +400,22 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         store.container_dirs(id).bundle.join("monitor.pid"),
         std::process::id().to_string(),
     );
+    // --sdnotify=container: made at the first start, mounted into every start after it.
+    let mut proxy: Option<crate::sdunits::NotifyProxy> = None;
     loop {
         let record = store.container(id)?;
         let mut launch = launch::load(store, &record)?;
         let sdnotify = launch.systemd.sdnotify;
-        let mut proxy = None;
-        if let (Some(socket), crate::sdunits::SdNotify::Container, false) =
-            (&notify_socket, sdnotify, notified)
-        {
-            let bundle = store.container_dirs(id).bundle;
-            match crate::sdunits::proxy_notify_socket(&mut launch.spec, &bundle, socket) {
-                Ok(p) => proxy = Some(p),
-                Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+        if let (Some(socket), crate::sdunits::SdNotify::Container) = (&notify_socket, sdnotify) {
+            if proxy.is_none() {
+                let bundle = store.container_dirs(id).bundle;
+                match crate::sdunits::NotifyProxy::bind(&bundle, socket) {
+                    Ok(p) => proxy = Some(p),
+                    Err(e) => eprintln!("WARN: --sdnotify=container: {e:#}"),
+                }
+            }
+            if let Some(Err(e)) = proxy.as_ref().map(|p| p.mount_into(&mut launch.spec)) {
+                eprintln!("WARN: --sdnotify=container: {e:#}");
             }
         }
         let mut log = match LogWriter::open(store, &record, &launch.log) {
@@ -463,8 +467,8 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             crate::sdunits::notify_started(socket, sdnotify);
             notified = true;
         }
-        if let Some(p) = proxy.take() {
-            p.spawn();
+        if let Some(Err(e)) = proxy.as_mut().map(|p| p.spawn_once()) {
+            eprintln!("WARN: --sdnotify=container: {e:#}");
         }
         crate::health::reset(store, id);
         // Stopped (a timer) when dropped, once the container has exited.
@@ -497,9 +501,17 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         drop(network);
         store.set_exited(id, code)?;
         let now = store.container(id)?;
+        // As the main process of a unit (Type=notify: `generate systemd --new`, quadlet), the
+        // monitor ends as its container did, so that the unit's Restart=on-failure sees a
+        // failure (as conmon does); a stop asked for is a clean end.
+        let unit_result = if notify_socket.is_some() && !now.stop_requested {
+            code
+        } else {
+            0
+        };
         if now.auto_remove {
             crate::commands::network::remove_container(store, id, false)?;
-            return Ok(0);
+            return Ok(unit_result);
         }
         // A healthcheck with --health-on-failure=restart killed it to be started again.
         let health_restart = crate::health::restart_flag(store, id);
@@ -508,7 +520,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             continue;
         }
         if !launch.restart.restarts(code, now.restarts, now.stop_requested) {
-            return Ok(0);
+            return Ok(unit_result);
         }
         store.count_restart(id)?;
     }

@@ -372,75 +372,88 @@ const CONTAINER_NOTIFY_SOCKET: &str = "/run/notify/notify.sock";
 /// and named in its environment. The monitor passes what the container sends on to the
 /// unit's socket as its own (with MAINPID), as conmon does: systemd then never has to
 /// find the unit of a short-lived sender (a `systemd-notify` that exits at once is dropped
-/// when its pid is gone before the manager reads the message).
-pub fn proxy_notify_socket(
-    spec: &mut oci_spec::runtime::Spec,
-    bundle: &std::path::Path,
-    unit_socket: &str,
-) -> anyhow::Result<NotifyProxy> {
-    let dir = bundle.join("notify");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    // Through the directory's descriptor: the bundle's path may exceed a socket address.
-    let dir_fd = std::fs::File::open(&dir)?;
-    let short = format!(
-        "/proc/self/fd/{}/notify.sock",
-        std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
-    );
-    let socket = std::os::unix::net::UnixDatagram::bind(&short)
-        .with_context(|| format!("binding {}", path.display()))?;
-    drop(dir_fd);
-    let proxy = NotifyProxy {
-        socket,
-        unit_socket: unit_socket.to_string(),
-    };
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.push(
-        oci_spec::runtime::MountBuilder::default()
-            .destination(CONTAINER_NOTIFY_SOCKET)
-            .source(&path)
-            .typ("bind")
-            .options(vec![
-                "bind".to_string(),
-                "nosuid".into(),
-                "nodev".into(),
-                "noexec".into(),
-            ])
-            .build()?,
-    );
-    spec.set_mounts(Some(mounts));
-    if let Some(process) = spec.process_mut().as_mut() {
-        let mut env = process.env().clone().unwrap_or_default();
-        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
-        env.push(format!("NOTIFY_SOCKET={CONTAINER_NOTIFY_SOCKET}"));
-        process.set_env(Some(env));
-    }
-    Ok(proxy)
-}
-
-/// The monitor's end of the container's notify socket.
+/// when its pid is gone before the manager reads the message). One socket serves every
+/// start of the container by this monitor (restart policy, healthcheck restart).
 pub struct NotifyProxy {
     socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
     unit_socket: String,
+    spawned: bool,
 }
 
 impl NotifyProxy {
-    /// Passes messages on from a thread of their own; started once the container runs (no
-    /// thread may exist while the monitor forks it), messages sent before wait in the socket.
-    pub fn spawn(self) {
+    /// Binds the socket in the container's bundle.
+    pub fn bind(bundle: &std::path::Path, unit_socket: &str) -> anyhow::Result<NotifyProxy> {
+        let dir = bundle.join("notify");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        // Through the directory's descriptor: the bundle's path may exceed a socket address.
+        let dir_fd = std::fs::File::open(&dir)?;
+        let short = format!(
+            "/proc/self/fd/{}/notify.sock",
+            std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
+        );
+        let socket = std::os::unix::net::UnixDatagram::bind(&short)
+            .with_context(|| format!("binding {}", path.display()))?;
+        Ok(NotifyProxy {
+            socket,
+            path,
+            unit_socket: unit_socket.to_string(),
+            spawned: false,
+        })
+    }
+
+    /// Mounts the socket into the container of `spec` and names it in its environment; for
+    /// every start, as the spec is loaded anew each time.
+    pub fn mount_into(&self, spec: &mut oci_spec::runtime::Spec) -> anyhow::Result<()> {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(CONTAINER_NOTIFY_SOCKET)
+                .source(&self.path)
+                .typ("bind")
+                .options(vec![
+                    "bind".to_string(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?,
+        );
+        spec.set_mounts(Some(mounts));
+        if let Some(process) = spec.process_mut().as_mut() {
+            let mut env = process.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+            env.push(format!("NOTIFY_SOCKET={CONTAINER_NOTIFY_SOCKET}"));
+            process.set_env(Some(env));
+        }
+        Ok(())
+    }
+
+    /// Passes messages on from a thread of their own, started once the container first runs
+    /// (no thread may exist while the monitor forks it; messages sent before wait in the
+    /// socket). Later calls do nothing: the thread serves the restarts too.
+    pub fn spawn_once(&mut self) -> anyhow::Result<()> {
+        if self.spawned {
+            return Ok(());
+        }
+        let socket = self.socket.try_clone()?;
+        let unit_socket = self.unit_socket.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 4096];
-            while let Ok(n) = self.socket.recv(&mut buf) {
+            while let Ok(n) = socket.recv(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]);
                 let mut state: Vec<&str> = text.lines().filter(|l| !l.starts_with("MAINPID=")).collect();
                 let main = format!("MAINPID={}", std::process::id());
                 state.push(&main);
-                if let Err(e) = burrow_systemd::notify(&self.unit_socket, &state.join("\n")) {
+                if let Err(e) = burrow_systemd::notify(&unit_socket, &state.join("\n")) {
                     eprintln!("WARN: passing on the container's notification: {e}");
                 }
             }
         });
+        self.spawned = true;
+        Ok(())
     }
 }
 

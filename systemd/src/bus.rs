@@ -216,7 +216,12 @@ impl Reader<'_> {
             b'i' => Value::I32(self.u32()? as i32),
             b'u' => Value::U32(self.u32()?),
             b'h' => Value::Fd(self.u32()?),
-            b't' | b'x' => {
+            // Read only, never sent: kept in the nearest variant.
+            b'n' | b'q' => {
+                self.align(2);
+                Value::U32(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()).into())
+            }
+            b't' | b'x' | b'd' => {
                 self.align(8);
                 Value::U64(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
             }
@@ -580,6 +585,13 @@ impl Connection {
         Ok(first_str(&reply))
     }
 
+    /// ResetFailedUnit(name) (`systemctl --user reset-failed`): forgets a failed state and the
+    /// start limit a unit that failed too often has hit, which refuses even a manual start.
+    pub fn reset_failed_unit(&mut self, name: &str) -> Result<(), BusError> {
+        self.manager("ResetFailedUnit", &[Value::Str(name.into())])
+            .map(drop)
+    }
+
     /// A property of the manager (`UnitPath`, `Environment`, ...).
     pub fn manager_property(&mut self, name: &str) -> Result<Value, BusError> {
         let reply = self.call(
@@ -618,6 +630,36 @@ impl Connection {
             Some(Value::Variant(v)) => Ok(*v),
             _ => Err(BusError::Malformed("property reply")),
         }
+    }
+
+    /// Every property of a unit's `org.freedesktop.systemd1.Unit` interface, read at one
+    /// instant (GetAll): for values that must agree, as a state and the run (`InvocationID`) it
+    /// belongs to; separate calls may see a restarting unit at two different moments.
+    pub fn unit_properties(
+        &mut self,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, Value>, BusError> {
+        let reply = self.manager("LoadUnit", &[Value::Str(name.into())])?;
+        let path = first_str(&reply);
+        let reply = self.call(
+            &path,
+            "org.freedesktop.DBus.Properties",
+            "GetAll",
+            SYSTEMD,
+            &[Value::Str("org.freedesktop.systemd1.Unit".into())],
+        )?;
+        let Some(Value::Array(_, entries)) = reply.into_iter().next() else {
+            return Err(BusError::Malformed("GetAll reply"));
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for entry in entries {
+            if let Value::Struct(mut kv) = entry {
+                if let (Some(Value::Variant(v)), Some(Value::Str(k))) = (kv.pop(), kv.pop()) {
+                    out.insert(k, *v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The `ActiveState` of a unit (`active`, `inactive`, `failed`, ...).

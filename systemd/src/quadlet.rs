@@ -105,8 +105,13 @@ fn boolean(file: &str, e: &Entry) -> Result<bool, QuadletError> {
 /// The sections every quadlet file may have besides its own, passed through to the unit.
 const PASS_THROUGH: &[&str] = &["Unit", "Service", "Install"];
 
+/// What `.image` and `.volume` files name, by file name: `web.image` → its `ImageTag=` or
+/// `Image=`, `data.volume` → its `VolumeName=` or `systemd-data`. A `.container`'s
+/// `Image=web.image` runs that image, `Volume=data.volume:/d` mounts that volume.
+pub type Names = BTreeMap<String, String>;
+
 /// Turns one quadlet file into its unit. `burrow` is the binary and its global options.
-pub fn convert(path: &Path, text: &str, burrow: &[String]) -> Result<Generated, QuadletError> {
+pub fn convert(path: &Path, text: &str, burrow: &[String], names: &Names) -> Result<Generated, QuadletError> {
     let file = path.display().to_string();
     let name = path
         .file_stem()
@@ -168,7 +173,7 @@ pub fn convert(path: &Path, text: &str, burrow: &[String]) -> Result<Generated, 
     }
     let service = match ext {
         "container" => {
-            container(&file, &name, entries, burrow, &mut out)?;
+            container(&file, &name, entries, burrow, names, &mut out)?;
             format!("{name}.service")
         }
         "volume" => {
@@ -249,6 +254,7 @@ fn container(
     name: &str,
     entries: &[Entry],
     burrow: &[String],
+    names: &Names,
     out: &mut UnitFile,
 ) -> Result<(), QuadletError> {
     let mut image = None;
@@ -269,7 +275,17 @@ fn container(
     };
     for e in entries {
         match e.key.as_str() {
-            "Image" => image = Some(e.value.clone()),
+            "Image" => match e.value.strip_suffix(".image") {
+                // The image a .image file pulls, once its service has run.
+                Some(stem) => {
+                    let named = names
+                        .get(&e.value)
+                        .ok_or_else(|| key_err(file, e, format!("Image={}: no such .image file", e.value)))?;
+                    requires.push(format!("{stem}-image.service"));
+                    image = Some(named.clone());
+                }
+                None => image = Some(e.value.clone()),
+            },
             "Exec" => exec = words(file, e)?,
             "ContainerName" => container_name = e.value.clone(),
             "PublishPort" => flag_each(&mut args, "--publish", e)?,
@@ -286,8 +302,11 @@ fn container(
                     let (src, rest) = w.split_once(':').unwrap_or((w.as_str(), ""));
                     let w = match src.strip_suffix(".volume") {
                         Some(v) => {
+                            let named = names.get(src).ok_or_else(|| {
+                                key_err(file, e, format!("Volume={w}: no such .volume file"))
+                            })?;
                             requires.push(format!("{v}-volume.service"));
-                            format!("systemd-{v}:{rest}")
+                            format!("{named}:{rest}")
                         }
                         None => w.clone(),
                     };
@@ -298,8 +317,11 @@ fn container(
                 for w in words(file, e)? {
                     let w = match w.strip_suffix(".network") {
                         Some(n) => {
+                            let named = names.get(&w).ok_or_else(|| {
+                                key_err(file, e, format!("Network={w}: no such .network file"))
+                            })?;
                             requires.push(format!("{n}-network.service"));
-                            network_name_of(file, n)
+                            named.clone()
                         }
                         None => w,
                     };
@@ -449,9 +471,10 @@ fn volume(
     burrow: &[String],
     out: &mut UnitFile,
 ) -> Result<(), QuadletError> {
-    let mut args: Vec<String> = burrow.to_vec();
-    args.extend(["volume".into(), "create".into(), "--ignore".into()]);
+    let mut args: Vec<String> = Vec::new();
+    let mut global: Vec<String> = Vec::new();
     let mut volume_name = format!("systemd-{name}");
+    let (mut device, mut typ, mut options) = (None, None, None);
     for e in entries {
         match e.key.as_str() {
             "VolumeName" => volume_name = e.value.clone(),
@@ -460,34 +483,49 @@ fn volume(
                     args.push(format!("--label={w}"));
                 }
             }
-            "Driver" | "Options" | "Device" | "Type" | "Copy" | "User" | "Group" => {
-                args.push(format!("--opt={}={}", e.key.to_ascii_lowercase(), e.value))
+            "Driver" => args.push(format!("--driver={}", e.value)),
+            "Device" => device = Some(e.value.clone()),
+            "Type" => typ = Some(e),
+            "Options" => options = Some(e),
+            // Copying the image's files into a new volume is what burrow does anyway.
+            "Copy" if boolean(file, e)? => {}
+            "Copy" | "User" | "Group" | "Image" => {
+                return Err(key_err(
+                    file,
+                    e,
+                    format!("key {}={} is not supported by burrow yet", e.key, e.value),
+                ))
             }
+            "PodmanArgs" | "BurrowArgs" => args.extend(words(file, e)?),
+            "GlobalArgs" => global.extend(words(file, e)?),
             k => return Err(key_err(file, e, format!("unknown key {k} in [Volume]"))),
         }
     }
-    args.push(volume_name);
-    oneshot(out, exec_line(&args));
+    // As Podman's quadlet: the mount's type and options go with a device.
+    for e in [typ, options].into_iter().flatten() {
+        if device.is_none() {
+            return Err(key_err(
+                file,
+                e,
+                format!("key {} can't be used without Device", e.key),
+            ));
+        }
+    }
+    if let Some(d) = device {
+        args.push(format!("--opt=device={d}"));
+    }
+    if let Some(t) = typ {
+        args.push(format!("--opt=type={}", t.value));
+    }
+    if let Some(o) = options {
+        args.push(format!("--opt=o={}", o.value));
+    }
+    let mut line = merge_globals(burrow, &global);
+    line.extend(["volume".into(), "create".into(), "--ignore".into()]);
+    line.extend(args);
+    line.push(volume_name);
+    oneshot(out, exec_line(&line));
     Ok(())
-}
-
-/// The name the network of quadlet file `NAME.network` gets: its `NetworkName=`, or
-/// `systemd-NAME`. The file is looked for beside `file` (the `.container` naming it).
-fn network_name_of(file: &str, name: &str) -> String {
-    let sibling = Path::new(file).with_file_name(format!("{name}.network"));
-    std::fs::read_to_string(&sibling)
-        .ok()
-        .and_then(|text| {
-            let parsed = UnitFile::parse(&text, &sibling.display().to_string()).ok()?;
-            parsed
-                .sections
-                .iter()
-                .filter(|(section, _)| section == "Network")
-                .flat_map(|(_, entries)| entries.iter())
-                .rfind(|e| e.key == "NetworkName")
-                .map(|e| e.value.clone())
-        })
-        .unwrap_or_else(|| format!("systemd-{name}"))
 }
 
 fn network(
@@ -527,26 +565,61 @@ fn network(
 }
 
 fn image(file: &str, entries: &[Entry], burrow: &[String], out: &mut UnitFile) -> Result<(), QuadletError> {
-    let mut args: Vec<String> = burrow.to_vec();
-    args.extend(["image".into(), "pull".into()]);
+    let mut args: Vec<String> = Vec::new();
+    let mut global: Vec<String> = Vec::new();
     let mut image = None;
     for e in entries {
         match e.key.as_str() {
             "Image" => image = Some(e.value.clone()),
-            "AllTags" | "TLSVerify" => args.push(format!("--{}={}", e.key.to_ascii_lowercase(), e.value)),
-            "Arch" | "OS" | "Variant" | "Creds" | "CertDir" | "AuthFile" => {
+            // What containers call it (`image_name`); nothing to pass to the pull.
+            "ImageTag" => {}
+            "AllTags" => {
+                if boolean(file, e)? {
+                    args.push("--all-tags".into());
+                }
+            }
+            "TLSVerify" => args.push(format!("--tls-verify={}", boolean(file, e)?)),
+            "Arch" | "OS" | "Variant" | "Creds" => {
                 args.push(format!("--{}={}", e.key.to_ascii_lowercase(), e.value))
             }
+            "CertDir" => args.push(format!("--cert-dir={}", e.value)),
+            "AuthFile" => args.push(format!("--authfile={}", e.value)),
             "PodmanArgs" | "BurrowArgs" => args.extend(words(file, e)?),
+            "GlobalArgs" => global.extend(words(file, e)?),
             k => return Err(key_err(file, e, format!("unknown key {k} in [Image]"))),
         }
     }
-    args.push(image.ok_or_else(|| QuadletError::File {
+    let mut line = merge_globals(burrow, &global);
+    line.extend(["image".into(), "pull".into()]);
+    line.extend(args);
+    line.push(image.ok_or_else(|| QuadletError::File {
         file: file.to_string(),
         message: "no Image= key in [Image]".into(),
     })?);
-    oneshot(out, exec_line(&args));
+    oneshot(out, exec_line(&line));
     Ok(())
+}
+
+/// What a `.image`, `.volume` or `.network` file names for the containers that use it: the
+/// image (`ImageTag=`, else `Image=`), the volume or network (`VolumeName=`/`NetworkName=`, else
+/// `systemd-NAME`).
+fn named_by(path: &Path, text: &str) -> Option<String> {
+    let parsed = UnitFile::parse(text, &path.display().to_string()).ok()?;
+    let get = |section: &str, k: &str| {
+        parsed
+            .section(section)
+            .and_then(|entries| entries.iter().rev().find(|e| e.key == k).map(|e| e.value.clone()))
+    };
+    match path.extension()?.to_str()? {
+        "image" => get("Image", "ImageTag").or_else(|| get("Image", "Image")),
+        "volume" => {
+            get("Volume", "VolumeName").or_else(|| Some(format!("systemd-{}", path.file_stem()?.to_str()?)))
+        }
+        "network" => {
+            get("Network", "NetworkName").or_else(|| Some(format!("systemd-{}", path.file_stem()?.to_str()?)))
+        }
+        _ => None,
+    }
 }
 
 /// The quadlet files in `dirs`, a later dir's file replacing an earlier one of the same name.
@@ -581,15 +654,29 @@ pub fn convert_all(dirs: &[PathBuf], burrow: &[String]) -> (Vec<Generated>, Vec<
         Ok(f) => f,
         Err(e) => return (Vec::new(), vec![e]),
     };
+    let texts: Vec<(PathBuf, std::io::Result<String>)> = files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f);
+            (f, text)
+        })
+        .collect();
+    let names: Names = texts
+        .iter()
+        .filter_map(|(f, text)| {
+            let name = f.file_name()?.to_string_lossy().into_owned();
+            Some((name, named_by(f, text.as_ref().ok()?)?))
+        })
+        .collect();
     let mut units = Vec::new();
     let mut errors = Vec::new();
-    for file in files {
-        let converted = std::fs::read_to_string(&file)
+    for (file, text) in texts {
+        let converted = text
             .map_err(|source| QuadletError::Io {
                 path: file.display().to_string(),
                 source,
             })
-            .and_then(|text| convert(&file, &text, burrow));
+            .and_then(|text| convert(&file, &text, burrow, &names));
         match converted {
             Ok(u) => units.push(u),
             Err(e) => errors.push(e),
@@ -647,7 +734,7 @@ mod tests {
     #[test]
     fn container_file_becomes_a_notify_service() {
         let text = "[Unit]\nDescription=web\n[Container]\nImage=bb\nExec=httpd -f -p 80\nPublishPort=127.0.0.1:8080:80\nEnvironment=A=1 \"B=two words\"\nAutoUpdate=local\nBurrowArgs=--init\n[Service]\nRestart=always\n[Install]\nWantedBy=default.target\n";
-        let g = convert(Path::new("/q/web.container"), text, &burrow()).unwrap();
+        let g = convert(Path::new("/q/web.container"), text, &burrow(), &Names::new()).unwrap();
         assert_eq!(g.service, "web.service");
         assert_eq!(g.install, vec![("default.target".to_string(), "wants")]);
         assert!(g.text.contains("Description=web\n"), "{}", g.text);
@@ -663,15 +750,28 @@ mod tests {
             Path::new("/q/a.container"),
             "[Container]\nImage=bb\nColour=red\n",
             &burrow(),
+            &Names::new(),
         )
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "/q/a.container:3: unknown key Colour in [Container]"
         );
-        let e = convert(Path::new("/q/a.container"), "[Container]\nExec=true\n", &burrow()).unwrap_err();
+        let e = convert(
+            Path::new("/q/a.container"),
+            "[Container]\nExec=true\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no Image="), "{e}");
-        let e = convert(Path::new("/q/a.container"), "[Bogus]\nX=1\n", &burrow()).unwrap_err();
+        let e = convert(
+            Path::new("/q/a.container"),
+            "[Bogus]\nX=1\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown section [Bogus]"), "{e}");
     }
 
@@ -679,14 +779,45 @@ mod tests {
     fn volume_and_network_references() {
         let g = convert(
             Path::new("/q/app.container"),
-            "[Container]\nImage=bb\nVolume=data.volume:/data\nNetwork=net.network\n",
+            "[Container]\nImage=bb\nVolume=data.volume:/data\nVolume=named.volume:/n:ro\nNetwork=net.network\n",
             &burrow(),
+            &Names::from([
+                ("data.volume".to_string(), "systemd-data".to_string()),
+                ("named.volume".to_string(), "mine".to_string()),
+                ("net.network".to_string(), "systemd-net".to_string()),
+            ]),
         )
         .unwrap();
         assert!(g.text.contains("Requires=data-volume.service\n"), "{}", g.text);
         assert!(g.text.contains("--volume=systemd-data:/data"), "{}", g.text);
+        assert!(g.text.contains("--volume=mine:/n:ro"), "{}", g.text);
+        assert_eq!(
+            named_by(Path::new("/q/d.volume"), "[Volume]\nLabel=a=b\n").as_deref(),
+            Some("systemd-d")
+        );
+        assert_eq!(
+            named_by(Path::new("/q/d.volume"), "[Volume]\nVolumeName=mine\n").as_deref(),
+            Some("mine")
+        );
+        let e = convert(
+            Path::new("/q/app.container"),
+            "[Container]\nImage=bb\nVolume=gone.volume:/g\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/q/app.container:3: Volume=gone.volume:/g: no such .volume file"
+        );
         assert!(g.text.contains("--network=systemd-net"), "{}", g.text);
-        let v = convert(Path::new("/q/data.volume"), "[Volume]\nLabel=a=b\n", &burrow()).unwrap();
+        let v = convert(
+            Path::new("/q/data.volume"),
+            "[Volume]\nLabel=a=b\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap();
         assert_eq!(v.service, "data-volume.service");
         assert!(v
             .text
@@ -699,25 +830,135 @@ mod tests {
             Path::new("/q/net.network"),
             "[Network]\nSubnet=10.90.0.0/24\nGateway=10.90.0.1\nIPRange=10.90.0.16/28\nInternal=yes\nLabel=a=b\n",
             &burrow(),
+            &Names::new(),
         )
         .unwrap();
         assert!(n.text.contains(
             "ExecStart=/usr/bin/burrow network create --ignore --subnet=10.90.0.0/24 --gateway=10.90.0.1 \
              --ip-range=10.90.0.16/28 --internal --label=a=b systemd-net\n"
         ), "{}", n.text);
-        let dir = std::env::temp_dir().join(format!("burrow-quadlet-net-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("named.network"), "[Network]\nNetworkName=backend\n").unwrap();
+        assert_eq!(
+            named_by(Path::new("/q/named.network"), "[Network]\nNetworkName=backend\n").as_deref(),
+            Some("backend")
+        );
+        let names = Names::from([("named.network".to_string(), "backend".to_string())]);
         let c = convert(
-            &dir.join("app.container"),
+            Path::new("/q/app.container"),
             "[Container]\nImage=bb\nNetwork=named.network\n",
             &burrow(),
+            &names,
         )
         .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(c.text.contains("--network=backend"), "{}", c.text);
         assert!(c.text.contains("Requires=named-network.service\n"), "{}", c.text);
         assert!(c.text.contains("After=named-network.service\n"), "{}", c.text);
+    }
+
+    #[test]
+    fn volume_keys_as_podmans() {
+        let v = convert(
+            Path::new("/q/d.volume"),
+            "[Volume]\nVolumeName=dv\nDevice=tmpfs\nType=tmpfs\nOptions=size=1m\nCopy=yes\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap();
+        assert!(
+            v.text.contains(
+                "ExecStart=/usr/bin/burrow volume create --ignore --opt=device=tmpfs --opt=type=tmpfs --opt=o=size=1m dv\n"
+            ),
+            "{}",
+            v.text
+        );
+        let e = convert(
+            Path::new("/q/d.volume"),
+            "[Volume]\nLabel=a=b\nOptions=size=1m\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/q/d.volume:3: key Options can't be used without Device"
+        );
+        let e = convert(
+            Path::new("/q/d.volume"),
+            "[Volume]\nUser=1\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/q/d.volume:2: key User=1 is not supported"),
+            "{e}"
+        );
+        let e = convert(
+            Path::new("/q/d.volume"),
+            "[Volume]\n\nSize=1\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "/q/d.volume:3: unknown key Size in [Volume]");
+    }
+
+    #[test]
+    fn image_files_and_the_containers_that_use_them() {
+        let i = convert(
+            Path::new("/q/app.image"),
+            "[Image]\nImage=127.0.0.1:5000/app:1\nTLSVerify=false\nAllTags=no\n",
+            &burrow(),
+            &Names::new(),
+        )
+        .unwrap();
+        assert_eq!(i.service, "app-image.service");
+        assert!(i
+            .text
+            .contains("ExecStart=/usr/bin/burrow image pull --tls-verify=false 127.0.0.1:5000/app:1\n"));
+        assert!(
+            i.text.contains("Type=oneshot\nRemainAfterExit=yes\n"),
+            "{}",
+            i.text
+        );
+        let names = Names::from([("app.image".to_string(), "127.0.0.1:5000/app:1".to_string())]);
+        assert_eq!(
+            named_by(Path::new("/q/x.image"), "[Image]\nImage=a\nImageTag=b\n").as_deref(),
+            Some("b")
+        );
+        let c = convert(
+            Path::new("/q/web.container"),
+            "[Container]\nImage=app.image\n",
+            &burrow(),
+            &names,
+        )
+        .unwrap();
+        assert!(
+            c.text
+                .contains("Requires=app-image.service\nAfter=app-image.service\n"),
+            "{}",
+            c.text
+        );
+        assert!(c.text.contains(" 127.0.0.1:5000/app:1\n"), "{}", c.text);
+        let e = convert(
+            Path::new("/q/web.container"),
+            "[Container]\nImage=other.image\n",
+            &burrow(),
+            &names,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/q/web.container:2: Image=other.image: no such .image file"
+        );
+        let e = convert(
+            Path::new("/q/app.image"),
+            "[Image]\nImage=a\nPull=always\n",
+            &burrow(),
+            &names,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "/q/app.image:3: unknown key Pull in [Image]");
     }
 
     #[test]

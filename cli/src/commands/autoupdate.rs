@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use burrow_storage::{ContainerState, Store};
+use burrow_systemd::bus::Value;
 use serde::Serialize;
 
 use crate::context::Engine;
@@ -206,34 +207,63 @@ fn update_all(
     Ok((reports, errors))
 }
 
+/// One instant of a unit's state (see `Connection::unit_properties`).
+struct Snapshot {
+    state: String,
+    sub: String,
+    invocation: String,
+    job_pending: bool,
+}
+
 /// Restarts the unit and waits until it runs again with a container of image `image_id`.
 fn restart_and_check(store: &Store, c: &Candidate, image_id: &str) -> anyhow::Result<()> {
     let mut bus = burrow_systemd::bus::Connection::user().context("reaching the user's systemd manager")?;
-    let invocation = |bus: &mut burrow_systemd::bus::Connection| {
-        bus.unit_property(&c.unit, "InvocationID")
-            .map(|v| format!("{v:?}"))
+    // State and run from one snapshot: read apart, a restart's short `inactive` between its
+    // stop and its start, seen next to the new run's id, looked like a failed start.
+    let snapshot = |bus: &mut burrow_systemd::bus::Connection| -> anyhow::Result<Snapshot> {
+        let p = bus.unit_properties(&c.unit)?;
+        let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        Ok(Snapshot {
+            state: text("ActiveState"),
+            sub: text("SubState"),
+            invocation: p
+                .get("InvocationID")
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            // Job=(id, path): id 0 once no job is pending for the unit.
+            job_pending: matches!(p.get("Job"), Some(Value::Struct(f)) if f.first() != Some(&Value::U32(0))),
+        })
     };
-    let before = invocation(&mut bus)?;
+    let first = snapshot(&mut bus)?;
+    // A rollback follows a failed start, whose automatic restarts may use up the unit's start
+    // limit at any moment (then systemd refuses our restart too): a deliberate restart starts
+    // the count anew.
+    bus.reset_failed_unit(&c.unit)?;
     bus.restart_unit(&c.unit)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let state = bus.unit_active_state(&c.unit)?;
-        let sub = bus
-            .unit_property(&c.unit, "SubState")?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let started_anew = invocation(&mut bus)? != before;
-        if state == "failed" || sub == "auto-restart" || (started_anew && state == "inactive") {
-            bail!("unit {} failed to start after the update", c.unit);
-        }
-        if started_anew && state == "active" {
-            break;
+        let now = snapshot(&mut bus)?;
+        // The restart job stays pending through the stop, the moment the unit is inactive
+        // between stop and start, and the start, until the new run is active or has failed:
+        // only then does the state say how the start went. (Judged earlier, the old run's
+        // state, or an automatic restart of a failing run, looked like our start's.)
+        if !now.job_pending {
+            if now.invocation != first.invocation && now.state == "active" {
+                break;
+            }
+            bail!(
+                "unit {} failed to start after the update (state {}/{})",
+                c.unit,
+                now.state,
+                now.sub
+            );
         }
         if Instant::now() > deadline {
             bail!(
-                "unit {} did not come back within 120 s (state {state}/{sub})",
-                c.unit
+                "unit {} did not come back within 120 s (state {}/{})",
+                c.unit,
+                now.state,
+                now.sub
             );
         }
         std::thread::sleep(Duration::from_millis(50));

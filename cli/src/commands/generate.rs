@@ -171,8 +171,11 @@ fn systemd(args: SystemdArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Flags a `--new` unit sets itself, dropped from the recorded command (with their values).
-const UNIT_SETS: &[&str] = &["detach", "rm", "replace", "cidfile", "sdnotify", "systemd"];
+/// Flags a `--new` unit sets itself, dropped from the recorded command (with their values):
+/// `--restart` is the unit's Restart= (and `run --rm` refuses it).
+const UNIT_SETS: &[&str] = &[
+    "detach", "rm", "replace", "cidfile", "sdnotify", "systemd", "restart",
+];
 
 /// The arguments of `run` that re-create the container from its recorded command line
 /// (`burrow [GLOBAL...] run|create [FLAGS...] IMAGE [CMD...]`), without the flags the unit
@@ -268,6 +271,8 @@ mod tests {
             "--cidfile=/x",
             "--sdnotify",
             "conmon",
+            "--restart",
+            "always",
             "-p",
             "8080:80",
             "bb",

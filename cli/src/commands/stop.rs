@@ -97,7 +97,12 @@ pub fn stop_container(store: &Store, c: &mut ContainerRecord, timeout: Option<u3
     let timeout = timeout.unwrap_or(launch.stop_timeout);
     // A unit's container is stopped through its unit, or systemd would restart it.
     if crate::sdunits::stop_through_unit(c, timeout)? {
-        *c = wait_recorded(store, &c.id)?;
+        match wait_recorded(store, &c.id) {
+            Ok(now) => *c = now,
+            // A --new unit's container (--rm) is gone once its unit has stopped.
+            Err(e) if crate::sdunits::is_no_such_container(&e) => c.state = ContainerState::Exited,
+            Err(e) => return Err(e),
+        }
         store.container_event(c, "stop", None);
         return Ok(());
     }

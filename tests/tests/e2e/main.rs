@@ -33,3 +33,5 @@ mod t420_sdnotify;
 mod t430_health;
 mod t440_autoupdate;
 mod t450_lifecycle_more;
+mod t460_quadlet_volume_image;
+mod t461_unit_restart;

@@ -112,3 +112,73 @@ fn late_ready_delays_activation() {
         "{main_pid}"
     );
 }
+
+/// A container restarted in place by its monitor (restart policy) still has the notify socket:
+/// what it sends after the restart reaches the unit. A unit made by hand around `burrow start`
+/// (Type=notify, the monitor its main process), as `--new` units cannot have a restart policy
+/// (they remove the container: `--rm`).
+#[test]
+fn notify_socket_survives_an_in_place_restart() {
+    let Some(env) = env_with_busybox() else { return };
+    if !notify_image(&env) {
+        return;
+    }
+    let name = unique("t420again", &env);
+    // First run: ready, then fails when told to. Second run (its rootfs has /ran): a status.
+    env.run(&[
+        "create",
+        "--name",
+        &name,
+        "--sdnotify=container",
+        "--restart=on-failure",
+        "--stop-signal",
+        "KILL",
+        "bbnotify",
+        "sh",
+        "-c",
+        "if [ -e /ran ]; then /notify STATUS=second-run || echo no notify socket; exec sleep 1000; fi; \
+         touch /ran; /notify READY=1; until [ -e /tmp/go ]; do sleep 0.1; done; exit 3",
+    ])
+    .success();
+    let generated = env.run(&["generate", "systemd", "--name", &name]);
+    let text: String = generated
+        .success()
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("PIDFile="))
+        .map(|l| match l {
+            "Type=forking" => "Type=notify\nNotifyAccess=all\n".to_string(),
+            l => format!("{l}\n"),
+        })
+        .collect();
+    assert!(text.contains("Type=notify"), "{generated}");
+    let mut guard = UnitFileGuard::new(&env);
+    let service = format!("container-{name}.service");
+    guard.write(&service, &text);
+    systemctl(&env, &["daemon-reload"]).success();
+    // Returns once the container said READY=1 through the socket.
+    systemctl(&env, &["start", &service]).success();
+    let first_pid = env.run(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let first_pid = first_pid.success().stdout_trimmed().to_string();
+    env.run(&["exec", &name, "touch", "/tmp/go"]).success();
+    let status = || {
+        systemctl(&env, &["show", "-p", "StatusText", "--value", &service])
+            .stdout_trimmed()
+            .to_string()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || status() == "second-run"),
+        "status {:?} after the restart\n{}",
+        status(),
+        env.run(&["logs", &name])
+    );
+    let again = env.run(&["inspect", "--format", "{{.State.Pid}} {{.RestartCount}}", &name]);
+    let again = again.success().stdout_trimmed().to_string();
+    assert!(
+        !again.starts_with(&format!("{first_pid} ")) && again.ends_with(" 1"),
+        "{again}"
+    );
+    let state = systemctl(&env, &["show", "-p", "ActiveState", "--value", &service]);
+    assert_eq!(state.stdout_trimmed(), "active");
+    systemctl(&env, &["stop", &service]).success();
+}

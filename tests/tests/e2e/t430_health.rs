@@ -86,6 +86,9 @@ fn failing_healthcheck_restarts_the_unit() {
         "1s",
         "--health-retries",
         "1",
+        // No failure counts before `touch` could have run.
+        "--health-start-period",
+        "3s",
         "--health-on-failure",
         "restart",
         "bb",
@@ -114,5 +117,115 @@ fn failing_healthcheck_restarts_the_unit() {
         pid != first_pid && pid != "0" && inspect(&env, "hr", "{{.State.Health.Status}}") == "healthy"
     });
     assert!(restarted, "not restarted (pid still {first_pid})");
+    assert_eq!(inspect(&env, "hr", "{{.RestartCount}}"), "1");
     env.run(&["rm", "-f", "hr"]).success();
+}
+
+/// Without systemd the monitor runs the checks and restarts the container itself: the
+/// restart is counted as one by policy is.
+#[test]
+fn monitor_restarts_unhealthy_container_and_counts_it() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    // The start period keeps a check that comes before `touch` from failing a fresh start.
+    env.run(&[
+        "run",
+        "-d",
+        "--systemd=false",
+        "--name",
+        "hm",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "--health-start-period",
+        "3s",
+        "--health-on-failure",
+        "restart",
+        "bb",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ])
+    .success();
+    assert!(
+        wait_for(Duration::from_secs(30), || inspect(
+            &env,
+            "hm",
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "never healthy"
+    );
+    assert_eq!(inspect(&env, "hm", "{{.RestartCount}}"), "0");
+    let first_pid = inspect(&env, "hm", "{{.State.Pid}}");
+    env.run(&["exec", "hm", "rm", "/tmp/ok"]).success();
+    let restarted = wait_for(Duration::from_secs(60), || {
+        let pid = inspect(&env, "hm", "{{.State.Pid}}");
+        pid != first_pid && pid != "0" && inspect(&env, "hm", "{{.State.Health.Status}}") == "healthy"
+    });
+    assert!(restarted, "not restarted (pid still {first_pid})");
+    assert_eq!(inspect(&env, "hm", "{{.RestartCount}}"), "1");
+    assert_eq!(inspect(&env, "hm", "{{.State.Status}}"), "running");
+    env.run(&["rm", "-f", "hm"]).success();
+}
+
+/// `--health-on-failure=stop` without systemd: stopped for good, even with a restart policy.
+#[test]
+fn monitor_stops_unhealthy_container_despite_restart_policy() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    env.run(&[
+        "run",
+        "-d",
+        "--systemd=false",
+        "--restart",
+        "always",
+        "--name",
+        "hs",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "--health-on-failure",
+        "stop",
+        "bb",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ])
+    .success();
+    assert!(
+        wait_for(Duration::from_secs(30), || inspect(
+            &env,
+            "hs",
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "never healthy"
+    );
+    let monitor = inspect(&env, "hs", "{{.State.ConmonPid}}");
+    assert_ne!(monitor, "0");
+    env.run(&["exec", "hs", "rm", "/tmp/ok"]).success();
+    assert!(
+        wait_for(Duration::from_secs(30), || inspect(
+            &env,
+            "hs",
+            "{{.State.Status}}"
+        ) == "exited"),
+        "not stopped after turning unhealthy"
+    );
+    // Its monitor ends instead of starting it again.
+    assert!(
+        wait_for(Duration::from_secs(30), || !std::path::Path::new(&format!(
+            "/proc/{monitor}"
+        ))
+        .exists()),
+        "the monitor {monitor} still runs"
+    );
+    assert_eq!(inspect(&env, "hs", "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&env, "hs", "{{.RestartCount}}"), "0");
+    env.run(&["rm", "-f", "hs"]).success();
 }

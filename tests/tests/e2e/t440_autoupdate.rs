@@ -75,7 +75,17 @@ fn local_policy_updates_and_rolls_back() {
         "/etc",
     ])
     .success();
-    let unit = env.run(&["generate", "systemd", "--new", "--name", &name]);
+    // RestartSec=0: the broken version below restarts until it hits the unit's start limit,
+    // which the rollback's restart must get past (and not mistake for its own start).
+    let unit = env.run(&[
+        "generate",
+        "systemd",
+        "--new",
+        "--name",
+        "--restart-sec",
+        "0",
+        &name,
+    ]);
     unit.success();
     env.run(&["rm", &name]).success();
     let mut guard = UnitFileGuard::new(&env);
