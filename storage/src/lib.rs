@@ -19,6 +19,7 @@ mod paths;
 mod tarscan;
 pub mod tarsplit;
 mod volumes;
+mod wal;
 
 use std::path::{Path, PathBuf};
 
