@@ -6,9 +6,8 @@
 # run. Needs the user's systemd manager running (hack/test.sh starts one for burrowtest).
 # A measurement, not a test: it prints numbers.
 #
-# Usage: sudo bench/run-detached.sh   RUNS=30 (after 3 warmups each), BENCH_USER=burrowtest;
-#        CHRT=1 runs everything at SCHED_FIFO priority 10, so that other builds on a shared machine do not
-#        preempt it (a unit's monitor is started by the systemd manager, outside of that).
+# Usage: sudo bench/run-detached.sh   RUNS=30 (after 3 warmups each), BENCH_USER=burrowtest
+# (Not at a real-time priority to shield it from other load: podman's Go runtime livelocks at SCHED_FIFO.)
 # Uses target/release/burrow and burrow-testimg (build them first).
 set -euo pipefail
 umask 022
@@ -127,13 +126,9 @@ main() {
   local podman=""
   if command -v podman >/dev/null 2>&1; then podman=$(command -v podman); fi
   log "benchmarking as $BENCH_USER in $WORK"
-  (
-    # Inherited by everything the benchmark starts.
-    if [[ ${CHRT:-0} == 1 ]]; then chrt -f -p 10 "$BASHPID" >/dev/null; fi
-    run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" BURROW="$WORK/burrow" \
-      TESTIMG="$WORK/burrow-testimg" WORK="$WORK" RUNS="$RUNS" WARMUP="$WARMUP" PODMAN="$podman" \
-      bash -c "$INNER" >"$WORK/results.tsv"
-  )
+  run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" BURROW="$WORK/burrow" \
+    TESTIMG="$WORK/burrow-testimg" WORK="$WORK" RUNS="$RUNS" WARMUP="$WARMUP" PODMAN="$podman" \
+    bash -c "$INNER" >"$WORK/results.tsv"
   report "$WORK/results.tsv"
 }
 
