@@ -1,10 +1,14 @@
 #!/bin/bash
-# Return time of `burrow run -d --rm IMG true` with the monitor as a transient systemd user unit (through
-# the manager's private socket, as from a login session, and through the user bus) and without
-# (`--systemd=false`). Needs the user's systemd manager running (hack/test.sh starts one for burrowtest).
-# A measurement, not a test: it prints hyperfine's numbers.
+# Return time of `run -d --rm IMG true` (IMG: the busybox test rootfs, imported): burrow with the monitor
+# as a transient systemd user unit (through the manager's private socket, as from a login session, and
+# through the user bus) and without (`--systemd=false`), beside `podman run -d` on the same rootfs (when
+# installed) and the floors `true` and `burrow --version` (one process of the binary, no work), all in one
+# run. Needs the user's systemd manager running (hack/test.sh starts one for burrowtest).
+# A measurement, not a test: it prints numbers.
 #
-# Usage: sudo bench/run-detached.sh     RUNS=30, BENCH_USER=burrowtest; uses target/release/burrow (built).
+# Usage: sudo bench/run-detached.sh   RUNS=30 (after 3 warmups each), BENCH_USER=burrowtest
+# (Not at a real-time priority to shield it from other load: podman's Go runtime livelocks at SCHED_FIFO.)
+# Uses target/release/burrow and burrow-testimg (build them first).
 set -euo pipefail
 umask 022
 
@@ -13,54 +17,119 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/hack/lib/common.sh"
 
 RUNS=${RUNS:-30}
+WARMUP=3
 BENCH_USER=${BENCH_USER:-$BURROW_TEST_USER}
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
 WORK=""
 
 cleanup() {
-  local pid
+  local f pid
   [[ -n $WORK ]] || return 0
-  pid=$(cat "$WORK/run/burrow/pause.pid" 2>/dev/null || true)
-  if [[ $pid =~ ^[0-9]+$ ]] &&
-    [[ $(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) == "$(id -u "$BENCH_USER")" ]]; then
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  for f in "$WORK/run/burrow/pause.pid" "$WORK/run/libpod/tmp/pause.pid"; do
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] &&
+      [[ $(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) == "$(id -u "$BENCH_USER")" ]]; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf --one-file-system "$WORK"
 }
 trap cleanup EXIT
 
+# The part that runs as BENCH_USER. Gets BENCH_LIB, BURROW, TESTIMG, WORK, RUNS, WARMUP, PODMAN.
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 set -euo pipefail
-export HOME=$WORK/home XDG_DATA_HOME=$WORK/data XDG_CONFIG_HOME=$WORK/config XDG_CACHE_HOME=$WORK/cache
-mkdir -m 0700 -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "$WORK/run"
-B="$BURROW --runroot $WORK/run/burrow"
+source "$BENCH_LIB"
+private_dirs "$WORK"
+
+# bench NAME COMMAND: checks that COMMAND works once, then times it; prints "NAME<TAB>MEDIAN<TAB>P90<TAB>MIN"
+# or "NAME<TAB>FAILED: reason".
+bench() {
+  local name=$1 cmd=$2 out
+  if ! out=$($cmd 2>&1); then
+    printf "%s\tFAILED: %s\n" "$name" "$(tail -n 1 <<<"$out")"
+    return 0
+  fi
+  log "timing: $cmd"
+  hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/$name.json" "$cmd" >/dev/null
+  printf "%s\t%s\t%s\n" "$name" "$(stats "$WORK/$name.json")" \
+    "$(jq -r "[.results[0].times | min * 10000 | round / 10] | @tsv" "$WORK/$name.json")"
+}
+
 "$TESTIMG" busybox-rootfs "$WORK/busybox.tar"
-$B import "$WORK/busybox.tar" bench-bb >/dev/null
-export XDG_RUNTIME_DIR=/run/user/$(id -u)
-# Check first that each way does what it says (a unit, or none), then time it.
-id=$($B run -d bench-bb sleep 60)
-systemctl --user is-active -q "burrow-$id.service" || { echo "run -d made no unit: is the manager running?"; exit 1; }
-$B rm -f "$id" >/dev/null
-hyperfine -N --warmup 3 --runs "$RUNS" \
-  -n "run -d (transient unit, private socket)" "$B run -d --rm bench-bb true" \
-  -n "run -d --systemd=false" "$B run -d --rm --systemd=false bench-bb true"
-DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus hyperfine -N --warmup 3 --runs "$RUNS" \
-  -n "run -d (transient unit, user bus)" "$B run -d --rm bench-bb true"
-$B rm -fa >/dev/null 2>&1 || true
-$B unshare rm -rf "$XDG_DATA_HOME"
+(
+  # burrow: the store private, the runtime dir the user manager listens in.
+  export XDG_RUNTIME_DIR=/run/user/$(id -u)
+  B="$BURROW --runroot $WORK/run/burrow"
+  $B import "$WORK/busybox.tar" bench-bb >/dev/null
+  # Check first that each way does what it says (a unit, or none).
+  id=$($B run -d bench-bb sleep 60)
+  if systemctl --user is-active -q "burrow-$id.service"; then
+    bench sd-private "$B run -d --rm bench-bb true"
+    DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus bench sd-bus "$B run -d --rm bench-bb true"
+  else
+    printf "sd-private\tFAILED: run -d made no unit: is the systemd user manager running?\n"
+  fi
+  $B rm -f -t 0 "$id" >/dev/null
+  bench plain "$B run -d --rm --systemd=false bench-bb true"
+  bench version "$BURROW --version"
+  bench true "true"
+  $B rm -fa >/dev/null 2>&1 || true
+)
+if [[ -n $PODMAN ]]; then
+  podman_config
+  if out=$("$PODMAN" import -q "$WORK/busybox.tar" localhost/bench-bb 2>&1); then
+    bench podman "$PODMAN run -d --rm localhost/bench-bb true"
+  else
+    printf "podman\tFAILED: import: %s\n" "$(tail -n 1 <<<"$out")"
+  fi
+  "$PODMAN" rm -fa >/dev/null 2>&1 || true
+fi
 '
+
+report() {
+  awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
+    { med[$1] = $2; p90[$1] = $3; mn[$1] = $4 }
+    function row(name, cmd) {
+      if (!(name in med)) return
+      if (med[name] ~ /^FAILED/) printf "| %-58s | %s |\n", cmd, med[name]
+      else printf "| %-58s | %8s | %8s | %8s |\n", cmd, med[name], p90[name], mn[name]
+    }
+    function ok(name) { return (name in med) && med[name] !~ /^FAILED/ && med[name] > 0 }
+    END {
+      printf "run -d return time, ms (%d runs after %d warmups; hyperfine -N)\n", runs, warmup
+      printf "| %-58s | %8s | %8s | %8s |\n", "command", "median", "p90", "min"
+      printf "|%s|%s|%s|%s|\n", "------------------------------------------------------------", "----------", "----------", "----------"
+      row("sd-private", "burrow run -d --rm (transient unit, private socket)")
+      row("sd-bus", "burrow run -d --rm (transient unit, user bus)")
+      row("plain", "burrow run -d --rm --systemd=false")
+      row("podman", "podman run -d --rm")
+      row("version", "burrow --version (floor: one process of the binary)")
+      row("true", "true (floor: one process)")
+      print ""
+      if (ok("podman")) {
+        if (ok("sd-private")) printf "podman/burrow (unit):  %.1fx (median)\n", med["podman"] / med["sd-private"]
+        if (ok("plain")) printf "podman/burrow (plain): %.1fx (median)\n", med["podman"] / med["plain"]
+      } else if (!("podman" in med)) print "podman: not installed (apt-get install podman runc to compare)"
+    }' "$1"
+}
 
 main() {
   require_root
   [[ -x $ROOT/target/release/burrow && -x $ROOT/target/release/burrow-testimg ]] ||
     die "build first: cargo build --release --bin burrow --bin burrow-testimg"
-  WORK=$(mktemp -d /tmp/bd.XXXX)
+  WORK=$(mktemp -d /tmp/bd.XXXX) # short: sockets live below it
   install -m 0755 "$ROOT/target/release/burrow" "$ROOT/target/release/burrow-testimg" "$WORK/"
   chown "$BENCH_USER" "$WORK"
   chmod 0700 "$WORK"
-  runuser -u "$BENCH_USER" -- env -i PATH="$USER_PATH" LANG=C.UTF-8 WORK="$WORK" RUNS="$RUNS" \
-    BURROW="$WORK/burrow" TESTIMG="$WORK/burrow-testimg" bash -c "$INNER"
+  local podman=""
+  if command -v podman >/dev/null 2>&1; then podman=$(command -v podman); fi
+  log "benchmarking as $BENCH_USER in $WORK"
+  run_as_user "$BENCH_USER" BENCH_LIB="$ROOT/bench/lib/inner.sh" BURROW="$WORK/burrow" \
+    TESTIMG="$WORK/burrow-testimg" WORK="$WORK" RUNS="$RUNS" WARMUP="$WARMUP" PODMAN="$podman" \
+    bash -c "$INNER" >"$WORK/results.tsv"
+  report "$WORK/results.tsv"
 }
 
 main "$@"

@@ -386,13 +386,23 @@ pub fn start(
     };
     let bundle = store.container_dirs(&record.id).bundle;
     let stack: RefCell<Option<NetstackProcess>> = RefCell::new(None);
+    // The network stack starts now, beside the container's set-up; it gets the tap once the
+    // container made it (dropped unused, it exits).
+    let pending = RefCell::new(
+        launch
+            .network
+            .as_ref()
+            .map(|config| {
+                let config = crate::commands::network::with_names(store, &record.id, &bundle, config);
+                crate::commands::netstack::spawn_early(&config)
+            })
+            .transpose()?,
+    );
     // Before the command runs: its network, and the record that it runs (so that whatever
     // happens to us next, the store knows the pid and the next command can clean up).
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
-        if let (Some(config), Some(tap)) = (&launch.network, tap) {
-            let config = crate::commands::network::with_names(store, &record.id, &bundle, config);
-            let process =
-                crate::commands::netstack::spawn(tap, &config).map_err(|e| crate::exit::message(&e))?;
+        if let (Some(pending), Some(tap)) = (pending.borrow_mut().take(), tap) {
+            let process = pending.attach(tap).map_err(|e| crate::exit::message(&e))?;
             // The ports as bound (-P and port 0 get theirs from the kernel), for `port` and
             // `inspect`.
             let bound = serde_json::to_string(&process.published).map_err(|e| e.to_string())?;

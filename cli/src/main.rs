@@ -73,6 +73,9 @@ fn main() {
         let global = GlobalOptions::defaults();
         std::process::exit(commands::sdcmd::generator(&dirs, &global));
     }
+    if let Some(code) = commands::helper_modes::run_if_helper() {
+        std::process::exit(code);
+    }
     let docker = docker::detect();
     let program = if docker { "docker" } else { "burrow" };
     let parsed = Cli::command()

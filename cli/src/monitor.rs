@@ -65,6 +65,8 @@ pub fn start_detached_with(
 ) -> anyhow::Result<()> {
     let unit = crate::sdunits::monitor_unit(&record.id, systemd && attach.is_none());
     let store = &engine.store;
+    // The monitor checkpoints once the container runs: no fsync before we return.
+    store.defer_checkpoints()?;
     // A write less for a new container (`run -d`): it was never stopped.
     if record.stop_requested {
         store.set_stop_requested(&record.id, false)?;
@@ -378,6 +380,8 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
         }
     };
     let store = &engine.store;
+    // Checkpoints (fsyncs) wait until the container runs and whoever started it is told.
+    let _ = store.defer_checkpoints();
     // The monitor takes over these signals: SIGCHLD for the exit; SIGTERM and SIGINT stop
     // the container (systemd stopping a unit signals its main process, the monitor); the
     // others are passed on to the container.
@@ -478,6 +482,7 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
             .as_ref()
             .map(|h| crate::health::start_driver(store, global, id, h));
         say(Ready::Running { pid: pid.as_raw() });
+        let _ = store.checkpoint();
         let mut attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
             .ok();

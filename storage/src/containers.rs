@@ -198,8 +198,10 @@ impl Store {
             let found = stmt
                 .query_map([name_or_id], ContainerRecord::from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            if let [one] = found.as_slice() {
-                return Ok(one.clone());
+            match found.as_slice() {
+                [one] => return Ok(one.clone()),
+                [_, _, ..] => return Err(StoreError::AmbiguousContainer(name_or_id.to_string())),
+                [] => {}
             }
         }
         Err(StoreError::NoSuchContainer(name_or_id.to_string()))
@@ -413,5 +415,43 @@ mod tests {
             assert!(c.name.contains('_'), "{}", c.name);
             assert!(names.insert(c.name));
         }
+    }
+
+    #[test]
+    fn an_id_prefix_two_containers_share_is_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StorePaths {
+            graph_root: dir.path().join("graph"),
+            run_root: dir.path().join("run"),
+        };
+        paths.create().unwrap();
+        let store = Store::open(paths).unwrap();
+        let new = NewContainer {
+            name: None,
+            image_id: None,
+            auto_remove: false,
+            config: "{}",
+        };
+        let a = store.create_container(&new).unwrap();
+        let b = store.create_container(&new).unwrap();
+        // Give them ids that share "abc" and differ after it.
+        for (c, id) in [(&a, "abc1"), (&b, "abc2")] {
+            let full = format!("{id}{}", &c.id[4..]);
+            store
+                .conn()
+                .execute("UPDATE containers SET id = ?2 WHERE id = ?1", [&c.id, &full])
+                .unwrap();
+        }
+        let err = store.container("abc").unwrap_err();
+        assert!(matches!(err, StoreError::AmbiguousContainer(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "more than one result for container ID abc: container already exists"
+        );
+        assert!(store.container("abc1").unwrap().id.starts_with("abc1"));
+        assert!(matches!(
+            store.container("abd"),
+            Err(StoreError::NoSuchContainer(_))
+        ));
     }
 }

@@ -20,6 +20,7 @@ mod paths;
 mod tarscan;
 pub mod tarsplit;
 mod volumes;
+mod wal;
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,9 @@ pub enum StoreError {
     BadReference(String),
     #[error("no container with name or ID {0:?} found: no such container")]
     NoSuchContainer(String),
+    /// An id prefix that more than one container's id starts with (Podman 4.3's words).
+    #[error("more than one result for container ID {0}: container already exists")]
+    AmbiguousContainer(String),
     #[error(
         "the container name {name:?} is already in use by {id}. You have to remove that container to be able to reuse that name: that name is already in use"
     )]

@@ -66,7 +66,8 @@ pub struct LaunchOptions<'a> {
     /// A tap device for the userspace network, made by the container in its network
     /// namespace and handed to `before_exec`.
     pub tap: Option<crate::network::TapConfig>,
-    /// Called with the container's pid (and its tap) once its namespaces exist and before its
+    /// Called with the container's pid (and its tap) once its namespaces exist (the tap is
+    /// made first: the hook runs while the container mounts its filesystems) and before its
     /// command runs: to start its network stack, so that the network is up from the start.
     pub before_exec: Option<BeforeExec<'a>>,
 }
@@ -324,6 +325,19 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         (Some(sock), Some(_)) => receive_fd(sock),
         _ => None,
     };
+    // The hook runs while the child mounts (it sends the tap before): "go" only after both.
+    let mut go = false;
+    if opts.tap.is_some() && tap.is_none() {
+        // The child failed before making it: its report says why.
+    } else if let (Some(hook), Some(_)) = (opts.before_exec, sync_w.as_ref()) {
+        if let Err(message) = hook(pid, tap) {
+            return Err(kill_child(RuntimeError::Child(ChildFailure {
+                message,
+                exit_code: 125,
+            })));
+        }
+        go = true;
+    }
     let pty_master = match (&pty_r, terminal) {
         (Some(sock), true) => {
             let master = receive_fd(sock);
@@ -337,16 +351,7 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         _ => None,
     };
     drop(pty_r);
-
-    if opts.tap.is_some() && tap.is_none() {
-        // The child failed before making it: its report says why.
-    } else if let (Some(hook), Some(sync)) = (opts.before_exec, sync_w.as_mut()) {
-        if let Err(message) = hook(pid, tap) {
-            return Err(kill_child(RuntimeError::Child(ChildFailure {
-                message,
-                exit_code: 125,
-            })));
-        }
+    if let (true, Some(sync)) = (go, sync_w.as_mut()) {
         let _ = sync.write_all(b"g");
     }
     drop(sync_w);
@@ -503,6 +508,23 @@ fn setup_and_exec(
         None::<&str>,
     )
     .map_err(|e| fail("making / private", e))?;
+    if namespace_flags(spec) & libc::CLONE_NEWNET != 0 {
+        // First, before the mounts: with the tap in hand our starter sets up the network
+        // (and records the container) while we mount.
+        let net_failure = |e: crate::network::NetworkError| ChildFailure {
+            message: e.to_string(),
+            exit_code: 125,
+        };
+        // A new network namespace starts with lo down; Podman's containers have it up.
+        crate::network::loopback_up().map_err(net_failure)?;
+        // Podman's default sysctl: unprivileged ICMP sockets for the container's root, so
+        // `ping` works without CAP_NET_RAW. Per network namespace, so ours to set.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0");
+        if let (Some(config), Some(sock)) = (&opts.tap, &pty) {
+            let tap = crate::network::create_tap("tap0", config).map_err(net_failure)?;
+            send_fd(sock, tap.as_raw_fd()).map_err(setup_failure)?;
+        }
+    }
     let rootfs: PathBuf = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
     if !rootfs_mounted_by_parent(spec) {
         mount::mount_rootfs(opts.rootfs_source, &rootfs).map_err(setup_failure)?;
@@ -517,21 +539,6 @@ fn setup_and_exec(
     }
 
     mount::setup_mounts(spec, &prepared).map_err(setup_failure)?;
-    if namespace_flags(spec) & libc::CLONE_NEWNET != 0 {
-        // A new network namespace starts with lo down; Podman's containers have it up.
-        let net_failure = |e: crate::network::NetworkError| ChildFailure {
-            message: e.to_string(),
-            exit_code: 125,
-        };
-        crate::network::loopback_up().map_err(net_failure)?;
-        // Podman's default sysctl: unprivileged ICMP sockets for the container's root, so
-        // `ping` works without CAP_NET_RAW. Per network namespace, so ours to set.
-        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0");
-        if let (Some(config), Some(sock)) = (&opts.tap, &pty) {
-            let tap = crate::network::create_tap("tap0", config).map_err(net_failure)?;
-            send_fd(sock, tap.as_raw_fd()).map_err(setup_failure)?;
-        }
-    }
     let terminal = process_terminal(spec);
     let master = match (&pty, terminal) {
         (Some(_), true) => Some(mount::open_pty_master(&prepared.root).map_err(setup_failure)?),

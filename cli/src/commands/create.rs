@@ -220,6 +220,7 @@ fn build_env(
     args: &CreateArgs,
     hostname: &str,
     home: Option<&str>,
+    link_env: &[String],
 ) -> anyhow::Result<Vec<String>> {
     let mut env: Vec<(String, String)> = Vec::new();
     fn set_in(env: &mut Vec<(String, String)>, kv: &str) {
@@ -233,6 +234,10 @@ fn build_env(
         set(&mut env, "TERM=xterm");
     }
     set(&mut env, "container=burrow");
+    // Docker's link variables: the image's and the user's win over them.
+    for e in link_env {
+        set(&mut env, e);
+    }
     for e in image_env {
         set(&mut env, e);
     }
@@ -628,7 +633,11 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
             .and_then(|i| i.names.first().cloned())
             .unwrap_or_else(|| args.image.clone());
         let image_env = config.and_then(|c| c.env().clone()).unwrap_or_default();
-        let env = build_env(&image_env, args, &hostname, user.home.as_deref())?;
+        let link_env = match &gateway {
+            Some(gw) => super::links::env(store, &args.link, &record.name, gw)?,
+            None => Vec::new(),
+        };
+        let env = build_env(&image_env, args, &hostname, user.home.as_deref(), &link_env)?;
         let rootfs_source = match (&rootfs_dir, &image) {
             (Some(dir), _) => RootfsSource::Directory(dir.clone()),
             (None, Some(image)) => {

@@ -54,6 +54,60 @@ pub fn resolve(
     Ok((ids, hosts))
 }
 
+/// Docker's legacy link variables for each `--link NAME[:ALIAS]` of the container `ours`
+/// (its name), with `gateway` the address the links name: `ALIAS_NAME=/ours/alias`; per
+/// published port of NAME, `ALIAS_PORT_80_TCP=tcp://GATEWAY:HOSTPORT` with `_ADDR`, `_PORT`,
+/// `_PROTO`, and `ALIAS_PORT` for its lowest container port; `ALIAS_ENV_K=V` for NAME's
+/// environment but HOME and PATH. Ports are the host's: where burrow's links lead.
+pub fn env(store: &Store, links: &[String], ours: &str, gateway: &str) -> anyhow::Result<Vec<String>> {
+    let mut env = Vec::new();
+    for link in links {
+        let (name, alias) = link.split_once(':').unwrap_or((link, link));
+        let c = store
+            .container(name)
+            .map_err(|_| anyhow::anyhow!("could not get container for {name}: no such container"))?;
+        let launch = crate::launch::load(store, &c)?;
+        let prefix = alias.to_uppercase().replace('-', "_");
+        env.push(format!("{prefix}_NAME=/{ours}/{alias}"));
+        let mut ports: Vec<_> = launch
+            .network
+            .iter()
+            .flat_map(|n| n.port_forwards.iter())
+            // A port the kernel chooses (-P) is known only once the container runs.
+            .filter(|p| p.host_port != 0)
+            .collect();
+        ports.sort_by_key(|p| (p.container_port, p.proto.to_string()));
+        for (i, p) in ports.iter().enumerate() {
+            let url = format!("{}://{gateway}:{}", p.proto, p.host_port);
+            if i == 0 {
+                env.push(format!("{prefix}_PORT={url}"));
+            }
+            let var = format!(
+                "{prefix}_PORT_{}_{}",
+                p.container_port,
+                p.proto.to_string().to_uppercase()
+            );
+            env.push(format!("{var}={url}"));
+            env.push(format!("{var}_ADDR={gateway}"));
+            env.push(format!("{var}_PORT={}", p.host_port));
+            env.push(format!("{var}_PROTO={}", p.proto));
+        }
+        let theirs = launch
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
+        for kv in theirs {
+            match kv.split_once('=') {
+                Some(("HOME" | "PATH", _)) | None => {}
+                Some((k, v)) => env.push(format!("{prefix}_ENV_{k}={v}")),
+            }
+        }
+    }
+    Ok(env)
+}
+
 /// The address `host-gateway` stands for in this container: none without a network.
 pub fn gateway(
     network: NetworkMode,

@@ -15,6 +15,7 @@ mod exec;
 mod export;
 mod generate;
 mod healthcheck;
+pub mod helper_modes;
 mod history;
 mod image;
 mod images;

@@ -44,10 +44,13 @@ pub struct NetstackArgs {
     #[arg(
         long,
         value_name = "FD",
-        conflicts_with = "netns_pid",
-        required_unless_present = "netns_pid"
+        conflicts_with_all = ["netns_pid", "tap_socket"],
+        required_unless_present_any = ["netns_pid", "tap_socket"]
     )]
     tap_fd: Option<RawFd>,
+    /// A socket on which the tap device's fd arrives (SCM_RIGHTS) once the container made it
+    #[arg(long, value_name = "FD", conflicts_with = "netns_pid")]
+    tap_socket: Option<RawFd>,
     /// Create the tap in this process' network namespace (joining its user namespace)
     #[arg(long, value_name = "PID")]
     netns_pid: Option<i32>,
@@ -164,10 +167,14 @@ fn setup(args: &NetstackArgs) -> anyhow::Result<(Stack, Option<OwnedFd>, Option<
         }
     };
     let config: StackConfig = serde_json::from_str(&text).context("parsing the network configuration")?;
-    let tap = match (args.tap_fd, args.netns_pid) {
-        (Some(fd), _) => inherited(fd, "--tap-fd")?,
-        (None, Some(pid)) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp, false))?,
-        (None, None) => bail!("--tap-fd or --netns-pid is required"),
+    let tap = match (args.tap_fd, args.netns_pid, args.tap_socket) {
+        (Some(fd), _, _) => inherited(fd, "--tap-fd")?,
+        (None, Some(pid), _) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp, false))?,
+        (None, None, Some(fd)) => match recv_fd(&inherited(fd, "--tap-socket")?) {
+            (Some(tap), _) => tap,
+            (None, _) => bail!("no tap device came on --tap-socket (the container did not start)"),
+        },
+        (None, None, None) => bail!("--tap-fd, --tap-socket or --netns-pid is required"),
     };
     Ok((Stack::new(tap, &config)?, exit_fd, pid_fd))
 }
@@ -204,17 +211,7 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
                 burrow_userns::network::create_tap(name, config).map_err(|e| e.to_string())
             })();
             let code = match result {
-                Ok(tap) => {
-                    let fds = [tap.as_raw_fd()];
-                    let sent = sendmsg::<()>(
-                        child_sock.as_raw_fd(),
-                        &[IoSlice::new(b"ok")],
-                        &[ControlMessage::ScmRights(&fds)],
-                        MsgFlags::empty(),
-                        None,
-                    );
-                    i32::from(sent.is_err())
-                }
+                Ok(tap) => i32::from(send_fd(&child_sock, &tap).is_err()),
                 Err(message) => {
                     let _ = nix::unistd::write(&child_sock, message.as_bytes());
                     1
@@ -225,30 +222,7 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(child_sock);
-            let mut buf = vec![0u8; 4096];
-            let (tap, n) = {
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let mut space = nix::cmsg_space!(RawFd);
-                match recvmsg::<()>(
-                    parent_sock.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut space),
-                    MsgFlags::MSG_CMSG_CLOEXEC,
-                ) {
-                    Ok(msg) => {
-                        let mut tap = None;
-                        for cmsg in msg.cmsgs().into_iter().flatten() {
-                            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                                // SAFETY: the kernel installed these descriptors for us.
-                                tap = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
-                            }
-                        }
-                        (tap, msg.bytes)
-                    }
-                    Err(_) => (None, 0),
-                }
-            };
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let (tap, text) = recv_fd(&parent_sock);
             let _ = nix::sys::wait::waitpid(child, None);
             match tap {
                 Some(tap) => Ok(tap),
@@ -257,6 +231,45 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
             }
         }
     }
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS, with a 2-byte message).
+fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> nix::Result<usize> {
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"ok")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+}
+
+/// Receives one message on `sock`: the fd it carries (from [`send_fd`]), if any, and its text
+/// (an error message when there is no fd; empty when the sender closed its end).
+fn recv_fd(sock: &OwnedFd) -> (Option<OwnedFd>, String) {
+    let mut buf = vec![0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let (fd, n) = match recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) {
+        Ok(msg) => {
+            let mut fd = None;
+            for cmsg in msg.cmsgs().into_iter().flatten() {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    // SAFETY: the kernel installed these descriptors for us.
+                    fd = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+            (fd, msg.bytes)
+        }
+        Err(_) => (None, 0),
+    };
+    (fd, String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 // `spawn`, `NetstackProcess` and `high_fd` are for `burrow run`, which calls them once the
@@ -335,17 +348,97 @@ fn spawn_binary(
     tap: OwnedFd,
     config: &StackConfig,
 ) -> anyhow::Result<NetstackProcess> {
+    let (child, ready, exit) = start_binary(burrow, tap, "--tap-fd", config)?;
+    wait_ready(child, ready, exit)
+}
+
+/// A `burrow __netstack` started before its container's tap exists, so that its start (a new
+/// process, the binary loaded) runs beside the container's own set-up instead of after it.
+/// Dropped before [`PendingNetstack::attach`], it exits (its socket hangs up).
+pub struct PendingNetstack(Option<Pending>);
+
+struct Pending {
+    socket: OwnedFd,
+    child: Child,
+    ready: OwnedFd,
+    exit: OwnedFd,
+}
+
+/// Starts the stack of a container that is still being set up; see [`PendingNetstack`].
+pub fn spawn_early(config: &StackConfig) -> anyhow::Result<PendingNetstack> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("creating a socket pair")?;
+    let (child, ready, exit) = start_binary(
+        std::path::Path::new("/proc/self/exe"),
+        theirs,
+        "--tap-socket",
+        config,
+    )?;
+    Ok(PendingNetstack(Some(Pending {
+        socket: ours,
+        child,
+        ready,
+        exit,
+    })))
+}
+
+impl PendingNetstack {
+    /// Hands the stack the container's tap and waits until its published ports listen (see
+    /// [`spawn`]).
+    pub fn attach(mut self, tap: OwnedFd) -> anyhow::Result<NetstackProcess> {
+        let Some(Pending {
+            socket,
+            child,
+            ready,
+            exit,
+        }) = self.0.take()
+        else {
+            bail!("the network stack was already given its tap");
+        };
+        // A failed send shows as the stack's own message on the ready pipe.
+        let _ = send_fd(&socket, &tap);
+        drop((socket, tap));
+        wait_ready(child, ready, exit)
+    }
+}
+
+impl Drop for PendingNetstack {
+    fn drop(&mut self) {
+        if let Some(Pending {
+            socket, mut child, ..
+        }) = self.0.take()
+        {
+            // Its socket hanging up, the stack gives up waiting for the tap and exits.
+            drop(socket);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `burrow __netstack FLAG 3` with `first` at fd 3; returns it, the ready pipe's read end
+/// and the exit pipe's write end.
+fn start_binary(
+    burrow: &std::path::Path,
+    first: OwnedFd,
+    flag: &str,
+    config: &StackConfig,
+) -> anyhow::Result<(Child, OwnedFd, OwnedFd)> {
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the ready pipe")?;
     let (exit_r, exit_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the exit pipe")?;
-    let fds = [high_fd(&tap)?, high_fd(&ready_w)?, high_fd(&exit_r)?];
-    drop((tap, ready_w, exit_r));
+    let fds = [high_fd(&first)?, high_fd(&ready_w)?, high_fd(&exit_r)?];
+    drop((first, ready_w, exit_r));
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(burrow);
     cmd.args([
         "__netstack",
-        "--tap-fd",
+        flag,
         "3",
         "--ready-fd",
         "4",
@@ -368,19 +461,24 @@ fn spawn_binary(
             Ok(())
         });
     }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .context("starting the network stack (burrow __netstack)")?;
     drop(fds);
+    Ok((child, ready_r, exit_w))
+}
+
+/// Waits for the stack's ready message: its published ports as bound, or its error.
+fn wait_ready(mut child: Child, ready: OwnedFd, exit: OwnedFd) -> anyhow::Result<NetstackProcess> {
     let mut text = String::new();
-    let read = std::fs::File::from(ready_r).read_to_string(&mut text);
+    let read = std::fs::File::from(ready).read_to_string(&mut text);
     let mut lines = text.lines();
     if read.is_ok() && lines.next() == Some("1") {
         let published =
             serde_json::from_str(lines.next().unwrap_or("[]")).context("reading the published ports")?;
         return Ok(NetstackProcess {
             child,
-            exit: Some(exit_w),
+            exit: Some(exit),
             published,
         });
     }

@@ -24,6 +24,10 @@ pub fn run(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         other => anyhow::bail!("invalid --systemd {other:?}: must be true, false or always"),
     };
     let engine = Engine::open(global)?;
+    if args.detach {
+        // The monitor checkpoints once the container runs: no fsync before we return.
+        engine.store.defer_checkpoints()?;
+    }
     let (record, launch) = prepare(&engine, &args.create)?;
     super::start::start_requirements(&engine, global, &launch.requires, 0)?;
     if !args.detach {

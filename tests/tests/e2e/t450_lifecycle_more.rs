@@ -155,6 +155,34 @@ fn link_names_the_host_in_etc_hosts_and_reaches_published_ports() {
     let text = hosts.success().stdout.clone();
     assert!(text.contains("10.0.2.2\tsite\n"), "{hosts}");
     assert!(text.contains("10.0.2.2\tweb\n"), "{hosts}");
+    // Docker's link variables; the address and port are the host's (where the link leads).
+    let vars = env.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "probe",
+        "--link",
+        "web:my-site",
+        "-e",
+        "MY_SITE_PORT_80_TCP_PROTO=mine",
+        "bb",
+        "env",
+    ]);
+    let vars = vars.success().stdout.clone();
+    let url = format!("tcp://10.0.2.2:{port}");
+    for expected in [
+        "MY_SITE_NAME=/probe/my-site".to_string(),
+        format!("MY_SITE_PORT={url}"),
+        format!("MY_SITE_PORT_80_TCP={url}"),
+        "MY_SITE_PORT_80_TCP_ADDR=10.0.2.2".to_string(),
+        format!("MY_SITE_PORT_80_TCP_PORT={port}"),
+        // The user's variables win over the link's.
+        "MY_SITE_PORT_80_TCP_PROTO=mine".to_string(),
+        "MY_SITE_ENV_container=burrow".to_string(),
+    ] {
+        assert!(vars.lines().any(|l| l == expected), "no {expected} in\n{vars}");
+    }
+    assert!(!vars.contains("MY_SITE_ENV_PATH="), "{vars}");
     // The address the link names reaches the published port on the host. (The static
     // busybox of the test image cannot resolve names, nor run wget: glibc's NSS.)
     let fetch = format!("nc -w 5 $(awk '$2 == \"site\" {{ print $1 }}' /etc/hosts) {port} </dev/null");
