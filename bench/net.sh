@@ -7,7 +7,7 @@
 # Plus a request/response rate (sockperf ping-pong, one 64-byte message each way per transaction),
 # container -> host, in thousands of transactions per second, with the stack's CPU µs per transaction.
 #
-# Usage: sudo bench/net.sh       RUNS=3 (median of), T=5 (seconds per iperf3 run), BENCH_USER=burrowtest,
+# Usage: sudo bench/net.sh       RUNS=3 (rounds, every engine once per round; median of), T=5 (seconds per iperf3 run), BENCH_USER=burrowtest,
 #                                BURROW=path (skip the release build), ENGINES="burrow slirp4netns pasta"
 # Directions: ctr->host (iperf3 -c 10.0.2.2 inside, server on host 127.0.0.1, allow_host_loopback),
 # host->ctr (the same with -R), published (server inside, host client to 127.0.0.1:HOSTPORT via -p).
@@ -89,11 +89,11 @@ iperf() {
   fi
 }
 
-# row ENGINE DIRECTION STACK_PID CMD...: RUNS runs; prints the result line.
+# row ENGINE DIRECTION STACK_PID CMD...: one run; prints its result line.
 row() {
   local engine=$1 dir=$2 pid=$3 i before after res gb bytes all="" ticks=0 total=0
   shift 3
-  for ((i = 0; i < RUNS; i++)); do
+  for ((i = 0; i < 1; i++)); do
     before=$(cpu_ticks "$pid")
     res=$(iperf "$WORK/iperf.json" "$@" || true)
     after=$(cpu_ticks "$pid")
@@ -115,12 +115,12 @@ row() {
   printf "%s\t%s\t%s\t%s\t%s\n" "$engine" "$dir" "$med" "${all# }" "$cpu"
 }
 
-# rr_row ENGINE STACK_PID CMD...: RUNS sockperf ping-pong runs (CMD is the client); prints the
+# rr_row ENGINE STACK_PID CMD...: one sockperf ping-pong run (CMD is the client); prints the
 # result line: thousands of transactions/s, and CPU microseconds of the stack per transaction.
 rr_row() {
   local engine=$1 pid=$2 i before after out secs n all="" ticks=0 total=0
   shift 2
-  for ((i = 0; i < RUNS; i++)); do
+  for ((i = 0; i < 1; i++)); do
     before=$(cpu_ticks "$pid")
     out=$("$@" 2>&1 || true)
     after=$(cpu_ticks "$pid")
@@ -143,6 +143,9 @@ rr_row() {
   printf "%s\t%s\t%s\t%s\t%s\n" "$engine" "rr k/s" "$med" "${all# }" "$cpu"
 }
 
+# Rounds: every engine once per round, so that a slow spell of the (shared, virtual) machine
+# falls on all engines alike rather than on whichever ran then.
+for ((round = 0; round < RUNS; round++)); do
 for engine in $ENGINES; do
   case $engine in
   burrow | slirp4netns)
@@ -186,6 +189,7 @@ for engine in $ENGINES; do
     ;;
   esac
 done
+done
 '
 
 report() {
@@ -196,8 +200,19 @@ report() {
       printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", "engine", "direction", "median", "runs", "CPU s/GB"
       printf "|--------------|------------|---------|----------------------|----------|\n"
     }
-    { printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", $1, $2, $3, $4, $5 }
+    # One line per engine, direction and round: gather the rounds (in the order first seen).
+    !(($1, $2) in seen) { seen[$1, $2] = 1; order[++n] = $1 SUBSEP $2 }
+    $3 != "FAILED" { vals[$1, $2] = vals[$1, $2] " " $3; k[$1, $2]++ }
+    $5 ~ /^[0-9.]+(us)?$/ { unit[$1, $2] = ($5 ~ /us$/) ? "us" : ""; v = $5; sub(/us$/, "", v); cpu[$1, $2] += v; nc[$1, $2]++ }
     END {
+      for (i = 1; i <= n; i++) {
+        key = order[i]; split(key, parts, SUBSEP)
+        m = split(substr(vals[key], 2), a, " ")
+        for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
+        med = m == 0 ? "FAILED" : (m % 2 ? a[(m + 1) / 2] : sprintf("%.1f", (a[m / 2] + a[m / 2 + 1]) / 2))
+        c = nc[key] ? sprintf(unit[key] == "us" ? "%.1fus" : "%.2f", cpu[key] / nc[key]) : "-"
+        printf "| %-12s | %-10s | %7s | %-20s | %8s |\n", parts[1], parts[2], med, substr(vals[key], 2), c
+      }
       print ""
       print "Reference (shared/bench/BASELINE.md, same VM type): host loopback 22.8; slirp4netns ctr->host 4.4,"
       print "host->ctr 5.4, published 6.2 (port_handler=slirp4netns); rootlessport 11.6; pasta 17.6."
