@@ -19,6 +19,8 @@ mod networks;
 mod paths;
 mod tarscan;
 pub mod tarsplit;
+#[cfg(test)]
+mod testutil;
 mod volumes;
 mod wal;
 

@@ -440,18 +440,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewContainer, StorePaths};
+    use crate::NewContainer;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = StorePaths {
-            graph_root: dir.path().join("g"),
-            run_root: dir.path().join("r"),
-        };
-        paths.create().unwrap();
-        let store = Store::open(paths).unwrap();
-        (dir, store)
-    }
+    use crate::testutil::temp_store as store;
 
     fn container(store: &Store) -> String {
         store

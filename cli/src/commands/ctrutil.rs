@@ -75,6 +75,73 @@ pub fn random_id() -> String {
 /// The last line of Podman's prompts before it removes things.
 pub const ARE_YOU_SURE: &str = "Are you sure you want to continue? [y/N] ";
 
+/// `volume inspect` and `network inspect`: prints what was `found` (JSON, or `format`), then
+/// the `errors` as Podman does: all but the last on stderr, the last as the command's error.
+pub fn print_inspected<T: serde::Serialize>(
+    found: &[T],
+    errors: &[String],
+    format: Option<&str>,
+) -> Result<i32> {
+    use super::format::{self, Format};
+    match format.map(Format::parse).transpose()? {
+        None | Some(Format::Json) => println!("{}", format::json_pretty(&found)),
+        Some(f) => {
+            let rows = found
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<serde_json::Value>, _>>()?;
+            format::print(&f, &rows, &[])?
+        }
+    }
+    for e in &errors[..errors.len().saturating_sub(1)] {
+        eprintln!("Error: {e}");
+    }
+    match errors.last() {
+        Some(last) => Err(ExitError {
+            code: 125,
+            message: format!("inspecting object: {last}"),
+        }
+        .into()),
+        None => Ok(0),
+    }
+}
+
+/// `volume prune` and `network prune`: asks first (unless `force`), then removes each of the
+/// `unused` objects of `kind` ("volumes", "networks") and prints its name. `remove` answers
+/// `Ok(false)` for one taken into use meanwhile, which is then left alone.
+pub fn prune_unused(
+    kind: &str,
+    unused: Vec<String>,
+    force: bool,
+    remove: impl Fn(&str) -> Result<bool, burrow_storage::StoreError>,
+) -> Result<i32> {
+    if !force {
+        let mut question = format!(
+            "WARNING! This will remove all {kind} not used by at least one container. The following {kind} will be removed:\n"
+        );
+        for name in &unused {
+            question.push_str(name);
+            question.push('\n');
+        }
+        question.push_str(ARE_YOU_SURE);
+        if !confirm(&question)? {
+            return Ok(0);
+        }
+    }
+    let mut code = 0;
+    for name in unused {
+        match remove(&name) {
+            Ok(true) => println!("{name}"),
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 125;
+            }
+        }
+    }
+    Ok(code)
+}
+
 /// Prints `prompt` (ending in [`ARE_YOU_SURE`]) and reads the answer: true for y/yes. EOF is an
 /// error (125), as Podman's.
 pub fn confirm(prompt: &str) -> Result<bool> {

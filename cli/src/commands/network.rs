@@ -29,7 +29,6 @@ use serde_json::Value;
 use super::ctrutil;
 use super::format::{self, Format};
 use crate::context::Engine;
-use crate::exit::ExitError;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
@@ -403,27 +402,7 @@ fn inspect(store: &Store, args: InspectArgs) -> Result<i32> {
             Err(e) => return Err(e.into()),
         }
     }
-    match args.format.as_deref().map(Format::parse).transpose()? {
-        None | Some(Format::Json) => println!("{}", format::json_pretty(&found)),
-        Some(f) => {
-            let rows = found
-                .iter()
-                .map(serde_json::to_value)
-                .collect::<Result<Vec<Value>, _>>()?;
-            format::print(&f, &rows, &[])?
-        }
-    }
-    for e in &errors[..errors.len().saturating_sub(1)] {
-        eprintln!("Error: {e}");
-    }
-    match errors.last() {
-        Some(last) => Err(ExitError {
-            code: 125,
-            message: format!("inspecting object: {last}"),
-        }
-        .into()),
-        None => Ok(0),
-    }
+    ctrutil::print_inspected(&found, &errors, args.format.as_deref())
 }
 
 /// Whether `n` passes every filter (Podman's keys; several values of one key: any of them).
@@ -505,32 +484,14 @@ fn prune(store: &Store, args: PruneArgs) -> Result<i32> {
             unused.push(n.name);
         }
     }
-    if !args.force {
-        let mut question = String::from(
-            "WARNING! This will remove all networks not used by at least one container. The following networks will be removed:\n",
-        );
-        for name in &unused {
-            question.push_str(name);
-            question.push('\n');
+    ctrutil::prune_unused("networks", unused, args.force, |name| {
+        match store.remove_network(name) {
+            Ok(()) => Ok(true),
+            // Taken into use meanwhile: not unused any more.
+            Err(StoreError::NetworkInUse { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
-        question.push_str(ctrutil::ARE_YOU_SURE);
-        if !ctrutil::confirm(&question)? {
-            return Ok(0);
-        }
-    }
-    let mut code = 0;
-    for name in unused {
-        match store.remove_network(&name) {
-            Ok(()) => println!("{name}"),
-            // Taken into use meanwhile.
-            Err(StoreError::NetworkInUse { .. }) => {}
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = 125;
-            }
-        }
-    }
-    Ok(code)
+    })
 }
 
 fn rm(store: &Store, args: RmArgs) -> Result<i32> {

@@ -9,12 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use burrow_storage::{NewVolume, Store, StoreError, VolumeRecord};
-use serde_json::Value;
 
 use super::ctrutil;
 use super::format::{self, Format};
 use crate::context::Engine;
-use crate::exit::ExitError;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
@@ -255,27 +253,7 @@ fn inspect(store: &Store, args: InspectArgs) -> Result<i32> {
             Err(e) => return Err(e.into()),
         }
     }
-    match args.format.as_deref().map(Format::parse).transpose()? {
-        None | Some(Format::Json) => println!("{}", format::json_pretty(&found)),
-        Some(f) => {
-            let rows = found
-                .iter()
-                .map(serde_json::to_value)
-                .collect::<Result<Vec<Value>, _>>()?;
-            format::print(&f, &rows, &[])?
-        }
-    }
-    for e in &errors[..errors.len().saturating_sub(1)] {
-        eprintln!("Error: {e}");
-    }
-    match errors.last() {
-        Some(last) => Err(ExitError {
-            code: 125,
-            message: format!("inspecting object: {last}"),
-        }
-        .into()),
-        None => Ok(0),
-    }
+    ctrutil::print_inspected(&found, &errors, args.format.as_deref())
 }
 
 /// Whether `v` passes every filter (Podman's keys; several values of one key: any of them).
@@ -343,32 +321,14 @@ fn prune(store: &Store, args: PruneArgs) -> Result<i32> {
             unused.push(v.name);
         }
     }
-    if !args.force {
-        let mut question = String::from(
-            "WARNING! This will remove all volumes not used by at least one container. The following volumes will be removed:\n",
-        );
-        for name in &unused {
-            question.push_str(name);
-            question.push('\n');
-        }
-        question.push_str(ctrutil::ARE_YOU_SURE);
-        if !ctrutil::confirm(&question)? {
-            return Ok(0);
-        }
-    }
-    let mut code = 0;
-    for name in unused {
-        match store.remove_volume(&name) {
-            Ok(()) => println!("{name}"),
+    ctrutil::prune_unused("volumes", unused, args.force, |name| {
+        match store.remove_volume(name) {
+            Ok(()) => Ok(true),
             // Taken into use meanwhile: not unused any more.
-            Err(StoreError::VolumeInUse { .. }) => {}
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = 125;
-            }
+            Err(StoreError::VolumeInUse { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
-    }
-    Ok(code)
+    })
 }
 
 fn rm(store: &Store, args: RmArgs) -> Result<i32> {
