@@ -97,28 +97,7 @@ pub fn head_digest(client: &Client, repo: &str, reference: &str) -> Result<Strin
     if reference.starts_with("sha256:") {
         return Ok(reference.to_string());
     }
-    let accept = [MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST].join(", ");
-    let resp = client.send(
-        "HEAD",
-        &format!("/v2/{repo}/manifests/{reference}"),
-        &format!("repository:{repo}:pull"),
-        &[("Accept", &accept)],
-        Body::Empty,
-    )?;
-    let status = resp.status().as_u16();
-    if status == 404 {
-        return Err(RegistryError::ManifestUnknown {
-            what: format!("{}/{repo}:{reference}", client.registry),
-            reference: reference.to_string(),
-            repository: format!("{}/{repo}", client.registry),
-        });
-    }
-    if !(200..300).contains(&status) {
-        return Err(status_error(
-            &format!("checking manifest {}/{repo}:{reference}", client.registry),
-            resp,
-        ));
-    }
+    let resp = request(client, "HEAD", repo, reference)?;
     resp.headers()
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
@@ -132,12 +111,17 @@ pub fn head_digest(client: &Client, repo: &str, reference: &str) -> Result<Strin
         })
 }
 
-/// Fetches the manifest `reference` (tag or digest) of `repo`, checking its digest
-/// when the reference or the registry gives one. Returns (media type, digest, bytes).
-pub fn fetch_raw(client: &Client, repo: &str, reference: &str) -> Result<(String, String, Vec<u8>)> {
+/// Asks for manifest `reference` of `repo` (`method`: HEAD or GET) in any of the formats we
+/// read; a missing manifest and any other failure are errors.
+fn request(
+    client: &Client,
+    method: &str,
+    repo: &str,
+    reference: &str,
+) -> Result<ureq::http::Response<ureq::Body>> {
     let accept = [MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST].join(", ");
     let resp = client.send(
-        "GET",
+        method,
         &format!("/v2/{repo}/manifests/{reference}"),
         &format!("repository:{repo}:pull"),
         &[("Accept", &accept)],
@@ -152,11 +136,19 @@ pub fn fetch_raw(client: &Client, repo: &str, reference: &str) -> Result<(String
         });
     }
     if !(200..300).contains(&status) {
+        let verb = if method == "HEAD" { "checking" } else { "fetching" };
         return Err(status_error(
-            &format!("fetching manifest {}/{repo}:{reference}", client.registry),
+            &format!("{verb} manifest {}/{repo}:{reference}", client.registry),
             resp,
         ));
     }
+    Ok(resp)
+}
+
+/// Fetches the manifest `reference` (tag or digest) of `repo`, checking its digest
+/// when the reference or the registry gives one. Returns (media type, digest, bytes).
+pub fn fetch_raw(client: &Client, repo: &str, reference: &str) -> Result<(String, String, Vec<u8>)> {
+    let resp = request(client, "GET", repo, reference)?;
     let header_type = resp
         .headers()
         .get("content-type")
