@@ -256,7 +256,13 @@ fn spec_to_start<'a>(store: &Store, launch: &'a Launch) -> anyhow::Result<Cow<'a
 
 /// Writes the bundle: config.json, the generated /etc files, the root's mount point. Done
 /// at every start, since the run root does not survive a reboot.
-fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch, spec: &Spec) -> anyhow::Result<()> {
+fn write_bundle(
+    store: &Store,
+    record: &ContainerRecord,
+    launch: &Launch,
+    spec: &Spec,
+    on_networks: bool,
+) -> anyhow::Result<()> {
     let bundle = store.container_dirs(&record.id).bundle;
     fs::create_dir_all(bundle.join("rootfs")).context("creating the rootfs mount point")?;
     crate::commands::mounts::reset_overlays(&launch.spec, &bundle)?;
@@ -290,7 +296,9 @@ fn write_bundle(store: &Store, record: &ContainerRecord, launch: &Launch, spec: 
         None => hosts.push_str(&format!("127.0.1.1\t{hostname} {}\n", record.name)),
     }
     // The containers on its user networks, by name (see commands/network.rs).
-    hosts.push_str(&crate::commands::network::hosts_block(store, &record.id));
+    if on_networks {
+        hosts.push_str(&crate::commands::network::hosts_block(store, &record.id));
+    }
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host_lines = |prefix: &str| -> Vec<String> {
         host_resolv
@@ -376,7 +384,9 @@ pub fn start(
     monitor_pid: Option<i32>,
 ) -> anyhow::Result<Started> {
     let spec = spec_to_start(store, launch)?;
-    write_bundle(store, record, launch, &spec)?;
+    // Its user networks, looked up once: most containers have none.
+    let attachments = store.container_networks(&record.id)?;
+    write_bundle(store, record, launch, &spec, !attachments.is_empty())?;
     let program = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(seccomp::compile_cached(
             s,
@@ -393,7 +403,7 @@ pub fn start(
             .network
             .as_ref()
             .map(|config| {
-                let config = crate::commands::network::with_names(store, &record.id, &bundle, config);
+                let config = crate::commands::network::with_names(!attachments.is_empty(), &bundle, config);
                 crate::commands::netstack::spawn_early(&config)
             })
             .transpose()?,
@@ -409,7 +419,7 @@ pub fn start(
             fs::write(bundle.join("ports.json"), bound).map_err(|e| format!("writing ports.json: {e}"))?;
             *stack.borrow_mut() = Some(process);
         }
-        crate::commands::network::attach_all(store, record, pid.as_raw())
+        crate::commands::network::attach_all(store, record, &attachments, pid.as_raw())
             .map_err(|e| crate::exit::message(&e))?;
         store
             .set_running(&record.id, pid.as_raw(), monitor_pid)

@@ -106,6 +106,17 @@ pub fn print_inspected<T: serde::Serialize>(
     }
 }
 
+/// The flags of `volume prune` and `network prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Provide filter values (label=KEY[=VALUE], name=)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
 /// `volume prune` and `network prune`: asks first (unless `force`), then removes each of the
 /// `unused` objects of `kind` ("volumes", "networks") and prints its name. `remove` answers
 /// `Ok(false)` for one taken into use meanwhile, which is then left alone.

@@ -26,7 +26,7 @@ use burrow_storage::{Attachment, ContainerRecord, NetworkRecord, NewNetwork, Sto
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ctrutil;
+use super::ctrutil::{self, PruneArgs};
 use super::format::{self, Format};
 use crate::context::Engine;
 use crate::GlobalOptions;
@@ -118,16 +118,6 @@ pub struct LsArgs {
     /// Display only network names
     #[arg(short = 'q', long)]
     quiet: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PruneArgs {
-    /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
-    force: bool,
-    /// Provide filter values (label=KEY[=VALUE], name=)
-    #[arg(long, value_name = "FILTER")]
-    filter: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -722,8 +712,12 @@ fn attach_one(store: &Store, net: &NetworkRecord, a: &Attachment, pid: i32, inde
 
 /// At a container's start, before its command runs: connects its namespace (process `pid`)
 /// to each of its networks, then lists it in its peers' /etc/hosts.
-pub fn attach_all(store: &Store, record: &ContainerRecord, pid: i32) -> Result<()> {
-    let attachments = store.container_networks(&record.id)?;
+pub fn attach_all(
+    store: &Store,
+    record: &ContainerRecord,
+    attachments: &[Attachment],
+    pid: i32,
+) -> Result<()> {
     if attachments.is_empty() {
         return Ok(());
     }
@@ -735,16 +729,15 @@ pub fn attach_all(store: &Store, record: &ContainerRecord, pid: i32) -> Result<(
     Ok(())
 }
 
-/// The stack's configuration for container `id`: on a user network, its DNS address also
-/// answers for the names in the container's hosts file (the network block that
+/// The stack's configuration for a container: on a user network (`on_networks`), its DNS
+/// address also answers for the names in the container's hosts file (the network block that
 /// [`refresh_hosts`] keeps current), as aardvark-dns does for Podman.
 pub fn with_names<'a>(
-    store: &Store,
-    id: &str,
+    on_networks: bool,
     bundle: &Path,
     config: &'a burrow_netstack::StackConfig,
 ) -> std::borrow::Cow<'a, burrow_netstack::StackConfig> {
-    if store.container_networks(id).unwrap_or_default().is_empty() {
+    if !on_networks {
         return std::borrow::Cow::Borrowed(config);
     }
     let mut config = config.clone();

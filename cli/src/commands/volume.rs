@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use burrow_storage::{NewVolume, Store, StoreError, VolumeRecord};
 
-use super::ctrutil;
+use super::ctrutil::{self, PruneArgs};
 use super::format::{self, Format};
 use crate::context::Engine;
 use crate::GlobalOptions;
@@ -100,16 +100,6 @@ pub struct LsArgs {
     /// Print volume names only
     #[arg(short = 'q', long)]
     quiet: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PruneArgs {
-    /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
-    force: bool,
-    /// Provide filter values (label=KEY[=VALUE], name=)
-    #[arg(long, value_name = "FILTER")]
-    filter: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,19 @@ fn inspect(env: &TestEnv, name: &str, format: &str) -> String {
         .to_string()
 }
 
+/// Makes the next check of container `name` (`test -e /tmp/ok`) fail, then waits until the
+/// container was restarted once and is healthy again.
+fn fail_check_and_await_restart(env: &TestEnv, name: &str) {
+    let first_pid = inspect(env, name, "{{.State.Pid}}");
+    env.run(&["exec", name, "rm", "/tmp/ok"]).success();
+    let restarted = wait_for(Duration::from_secs(60), || {
+        let pid = inspect(env, name, "{{.State.Pid}}");
+        pid != first_pid && pid != "0" && inspect(env, name, "{{.State.Health.Status}}") == "healthy"
+    });
+    assert!(restarted, "not restarted (pid still {first_pid})");
+    assert_eq!(inspect(env, name, "{{.RestartCount}}"), "1");
+}
+
 #[test]
 fn healthcheck_run_records_status_and_kills_on_failure() {
     let env = TestEnv::new();
@@ -109,15 +122,8 @@ fn failing_healthcheck_restarts_the_unit() {
         ) == "healthy"),
         "never healthy"
     );
-    let first_pid = inspect(&env, "hr", "{{.State.Pid}}");
-    env.run(&["exec", "hr", "rm", "/tmp/ok"]).success();
     // The next check fails: the unit restarts, and the new container is healthy again.
-    let restarted = wait_for(Duration::from_secs(60), || {
-        let pid = inspect(&env, "hr", "{{.State.Pid}}");
-        pid != first_pid && pid != "0" && inspect(&env, "hr", "{{.State.Health.Status}}") == "healthy"
-    });
-    assert!(restarted, "not restarted (pid still {first_pid})");
-    assert_eq!(inspect(&env, "hr", "{{.RestartCount}}"), "1");
+    fail_check_and_await_restart(&env, "hr");
     env.run(&["rm", "-f", "hr"]).success();
 }
 
@@ -159,14 +165,7 @@ fn monitor_restarts_unhealthy_container_and_counts_it() {
         "never healthy"
     );
     assert_eq!(inspect(&env, "hm", "{{.RestartCount}}"), "0");
-    let first_pid = inspect(&env, "hm", "{{.State.Pid}}");
-    env.run(&["exec", "hm", "rm", "/tmp/ok"]).success();
-    let restarted = wait_for(Duration::from_secs(60), || {
-        let pid = inspect(&env, "hm", "{{.State.Pid}}");
-        pid != first_pid && pid != "0" && inspect(&env, "hm", "{{.State.Health.Status}}") == "healthy"
-    });
-    assert!(restarted, "not restarted (pid still {first_pid})");
-    assert_eq!(inspect(&env, "hm", "{{.RestartCount}}"), "1");
+    fail_check_and_await_restart(&env, "hm");
     assert_eq!(inspect(&env, "hm", "{{.State.Status}}"), "running");
     env.run(&["rm", "-f", "hm"]).success();
 }
