@@ -8,14 +8,19 @@
 //!   to the container from the client's address ([`crate::nat::Nat::inbound_source`]).
 //!
 //! Data moves without intermediate buffers: host reads go straight into the smoltcp transmit
-//! buffer, host writes straight from its receive buffer. Backpressure is the buffers themselves:
+//! buffer, host writes straight from its receive buffer; and large in-order segments from the
+//! container skip the receive buffer while it is empty (the receive sink, our addition to
+//! smoltcp: see `vendor/smoltcp/BURROW.md`), written to the host from the frame itself, which
+//! saves a copy of every byte in bulk transfers. Backpressure is the buffers themselves:
 //! the host is read only while the container's window has room and the container is given window
 //! only as fast as the host takes the data. FIN and RST are carried across in both directions.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -40,6 +45,9 @@ pub const MAX_FLOWS: usize = 16384;
 const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a finished smoltcp socket may linger to send its last RST or ACK.
 const LINGER: Duration = Duration::from_secs(2);
+/// Smaller segments go through the receive buffer, where the pump writes many of them to the
+/// host in one call; the sink costs one call per segment.
+const SINK_MIN_SEGMENT: usize = 16 * 1024;
 
 /// (container endpoint, peer endpoint as the container sees it).
 type Tuple = (SocketAddr, SocketAddr);
@@ -65,6 +73,88 @@ struct Flow {
     container_fin: bool,
     /// The host's write half was shut down (after the container's FIN and all its data).
     host_shut: bool,
+    /// Shared with the receive sink smoltcp holds for this flow.
+    sink: Arc<SinkCell>,
+}
+
+/// What a flow's receive sink may do (set by the pump) or what its last write met.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Sink {
+    /// The host may not be written now (not connected, blocked, shut down).
+    Off,
+    On,
+    /// The host socket's buffer is full: wait for its writable event.
+    Blocked,
+    /// The host write failed: the flow ends with a RST.
+    Failed,
+}
+
+/// A [`Sink`] shared between the flow and the sink (an atomic only because smoltcp wants the
+/// sink `Send`; both run on the stack's one thread).
+#[derive(Default)]
+struct SinkCell(AtomicU8);
+
+impl SinkCell {
+    fn get(&self) -> Sink {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Sink::On,
+            2 => Sink::Blocked,
+            3 => Sink::Failed,
+            _ => Sink::Off,
+        }
+    }
+
+    fn set(&self, state: Sink) {
+        self.0.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+impl Flow {
+    /// Lets the sink write while the host can take data and nothing else stands in the way.
+    fn arm_sink(&self) {
+        let on = self.writable && !self.connecting && !self.container_fin && !self.host_shut;
+        self.sink.set(if on { Sink::On } else { Sink::Off });
+    }
+}
+
+/// Gives `socket` a receive sink that writes to `host`'s fd, controlled through the returned
+/// cell. The sink must be removed ([`tcp::Socket::set_rx_sink`] with `None`) before `host` is
+/// closed: it holds the raw fd.
+fn install_sink(socket: &mut tcp::Socket<'static>, host: &TcpStream) -> Arc<SinkCell> {
+    let state = Arc::new(SinkCell::default());
+    let shared = Arc::clone(&state);
+    let fd = host.as_raw_fd();
+    socket.set_rx_sink(Some(Box::new(move |data: &[u8]| {
+        if shared.get() != Sink::On || data.len() < SINK_MIN_SEGMENT {
+            return 0;
+        }
+        // SAFETY: `data` is a valid slice; `fd` is the flow's open host socket (the sink is
+        // removed before the socket is closed).
+        let n = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            let n = n as usize;
+            if n < data.len() {
+                // A short write means a full buffer; its writable event will follow.
+                shared.set(Sink::Blocked);
+            }
+            return n;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => shared.set(Sink::Blocked),
+            io::ErrorKind::Interrupted => {}
+            _ => shared.set(Sink::Failed),
+        }
+        0
+    })));
+    state
 }
 
 enum Verdict {
@@ -176,6 +266,7 @@ impl TcpRelay {
         {
             return;
         }
+        let sink = install_sink(&mut socket, &host);
         let handle = ctx.sockets.add(socket);
         self.flows.insert(Flow {
             handle,
@@ -190,6 +281,7 @@ impl TcpRelay {
             host_eof: false,
             container_fin: false,
             host_shut: false,
+            sink,
         });
         self.tuples.insert(tuple, index);
     }
@@ -251,6 +343,7 @@ impl TcpRelay {
             reset(&host);
             return;
         }
+        let sink = install_sink(&mut socket, &host);
         let handle = ctx.sockets.add(socket);
         let tuple = (container, peer);
         self.flows.insert(Flow {
@@ -266,6 +359,7 @@ impl TcpRelay {
             host_eof: false,
             container_fin: false,
             host_shut: false,
+            sink,
         });
         self.tuples.insert(tuple, index);
     }
@@ -281,6 +375,10 @@ impl TcpRelay {
             }
             if event.is_writable() || event.is_write_closed() || event.is_error() {
                 flow.writable = true;
+                // The event came after the sink's full write: the pump may arm it again.
+                if flow.sink.get() == Sink::Blocked {
+                    flow.sink.set(Sink::Off);
+                }
             }
         }
     }
@@ -293,6 +391,7 @@ impl TcpRelay {
             };
             let socket = ctx.sockets.get_mut::<tcp::Socket>(flow.handle);
             if let Verdict::Remove { reset: rst } = pump_flow(flow, socket) {
+                socket.set_rx_sink(None);
                 let flow = self.flows.remove(index).expect("flow exists");
                 self.tuples.remove(&flow.tuple);
                 let mut host = flow.host;
@@ -327,13 +426,31 @@ impl TcpRelay {
         for index in self.flows.indices() {
             let flow = self.flows.remove(index).expect("flow exists");
             reset(&flow.host);
-            ctx.sockets.get_mut::<tcp::Socket>(flow.handle).abort();
+            let socket = ctx.sockets.get_mut::<tcp::Socket>(flow.handle);
+            socket.set_rx_sink(None);
+            socket.abort();
         }
         self.tuples.clear();
     }
 }
 
 fn pump_flow(flow: &mut Flow, socket: &mut tcp::Socket) -> Verdict {
+    let verdict = pump_flow_data(flow, socket);
+    if matches!(verdict, Verdict::Keep) {
+        flow.arm_sink();
+    }
+    verdict
+}
+
+fn pump_flow_data(flow: &mut Flow, socket: &mut tcp::Socket) -> Verdict {
+    match flow.sink.get() {
+        Sink::Blocked => flow.writable = false,
+        Sink::Failed => {
+            socket.abort();
+            return Verdict::Remove { reset: true };
+        }
+        Sink::On | Sink::Off => {}
+    }
     if flow.connecting {
         match socket.state() {
             State::Listen if flow.syn_taken => {
