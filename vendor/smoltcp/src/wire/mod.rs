@@ -272,6 +272,8 @@ pub use self::mld::{
 
 pub use self::udp::{HEADER_LEN as UDP_HEADER_LEN, Packet as UdpPacket, Repr as UdpRepr};
 
+#[cfg(feature = "std")]
+pub use self::tcp::payload_gather as tcp_payload_gather;
 pub use self::tcp::{
     Control as TcpControl, HEADER_LEN as TCP_HEADER_LEN, Packet as TcpPacket, Repr as TcpRepr,
     SeqNumber as TcpSeqNumber, TcpOption, TcpTimestampGenerator, TcpTimestampRepr,

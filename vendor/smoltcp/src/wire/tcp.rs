@@ -6,6 +6,43 @@ use crate::phy::ChecksumCapabilities;
 use crate::wire::ip::checksum;
 use crate::wire::{IpAddress, IpProtocol};
 
+/// burrow's addition to smoltcp (see `BURROW.md`): lets a device send a TCP segment's payload
+/// from where it lies, the socket's transmit buffer, with a gathering write, instead of
+/// [`TcpRepr::emit`] copying it into the frame first.
+#[cfg(feature = "std")]
+pub mod payload_gather {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+        static LEFT_OUT: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
+    }
+
+    /// Runs `emit`, which builds one frame, so that the payload of a TCP segment in it is left
+    /// out: those bytes of the frame are not written (only when TCP checksums are not computed,
+    /// i.e. offloaded). Returns `emit`'s result and the payload left out, if any, which is the
+    /// frame's tail.
+    ///
+    /// The payload points into a socket's transmit buffer: it is valid only until the transmit
+    /// token's `consume` that called this returns.
+    pub fn emit_without_payload<R>(emit: impl FnOnce() -> R) -> (R, Option<(*const u8, usize)>) {
+        LEFT_OUT.with(|l| l.set(None));
+        ARMED.with(|a| a.set(true));
+        let r = emit();
+        ARMED.with(|a| a.set(false));
+        (r, LEFT_OUT.with(|l| l.take()))
+    }
+
+    /// Whether `payload` is to be left out of the frame being emitted (and is recorded).
+    pub(crate) fn leave_out(payload: &[u8]) -> bool {
+        if payload.is_empty() || !ARMED.with(|a| a.replace(false)) {
+            return false;
+        }
+        LEFT_OUT.with(|l| l.set(Some((payload.as_ptr(), payload.len()))));
+        true
+    }
+}
+
 /// A TCP sequence number.
 ///
 /// A sequence number is a monotonically advancing integer modulo 2<sup>32</sup>.
@@ -1084,7 +1121,15 @@ impl<'a> Repr<'a> {
             }
         }
         packet.set_urgent_at(0);
-        packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
+        // burrow: a device may send the payload from where it lies (see `payload_gather`); only
+        // when no checksum over it is computed here.
+        #[cfg(feature = "std")]
+        let left_out = !checksum_caps.tcp.tx() && payload_gather::leave_out(self.payload);
+        #[cfg(not(feature = "std"))]
+        let left_out = false;
+        if !left_out {
+            packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
+        }
 
         if checksum_caps.tcp.tx() {
             packet.fill_checksum(src_addr, dst_addr)
