@@ -501,19 +501,24 @@ mod tests {
         assert_eq!(&buf[VNET_HDR..], &frame[..]);
     }
 
+    /// Stands in for a tap: each message is one frame.
+    fn datagram_pair() -> (OwnedFd, OwnedFd) {
+        nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Datagram,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_gathered_tcp_payload_reaches_the_tap_whole() {
         use smoltcp::phy::TxToken as _;
         use smoltcp::wire::{
             EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber,
         };
-        let (ours, tap) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Datagram,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (ours, tap) = datagram_pair();
         let tx = RefCell::new(Tx {
             fd: ours.as_raw_fd(),
             offset: VNET_HDR,
@@ -583,13 +588,7 @@ mod tests {
 
     #[test]
     fn a_socket_is_not_a_vnet_tap() {
-        let (a, _b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Datagram,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, _b) = datagram_pair();
         assert!(!has_vnet_header(a.as_raw_fd()));
     }
 }

@@ -123,19 +123,8 @@ impl Link {
         })
     }
 
-    fn tcp(
-        &self,
-        dst: SocketAddr,
-        src_port: u16,
-        control: TcpControl,
-        seq: u32,
-        ack: Option<u32>,
-    ) -> Vec<u8> {
-        self.tcp_with(dst, src_port, control, seq, ack, &[])
-    }
-
     /// A segment with `payload`; a SYN offers window scaling (so windows above 64 KiB work).
-    fn tcp_with(
+    fn tcp(
         &self,
         dst: SocketAddr,
         src_port: u16,
@@ -319,7 +308,7 @@ fn tcp_to_the_gateway_reaches_host_loopback_when_allowed() {
     let port = listener.local_addr().unwrap().port();
     let dst = SocketAddr::from((GATEWAY, port));
     let (link, _) = Link::start(config(true));
-    link.send(&link.tcp(dst, 40000, TcpControl::Syn, 1000, None));
+    link.send(&link.tcp(dst, 40000, TcpControl::Syn, 1000, None, &[]));
     // The SYN-ACK comes from the gateway once the host connection is made.
     let (src, dport, control, ack) = link.expect(tcp_segment);
     assert_eq!(
@@ -342,9 +331,9 @@ fn container_data_reaches_the_host_whole_and_in_order() {
     nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
     let dst = SocketAddr::from((GATEWAY, listener.local_addr().unwrap().port()));
     let (link, _) = Link::start(config(true));
-    link.send(&link.tcp(dst, 40002, TcpControl::Syn, 1000, None));
+    link.send(&link.tcp(dst, 40002, TcpControl::Syn, 1000, None, &[]));
     let server_seq = link.expect(syn_ack_seq);
-    link.send(&link.tcp(dst, 40002, TcpControl::None, 1001, Some(server_seq + 1)));
+    link.send(&link.tcp(dst, 40002, TcpControl::None, 1001, Some(server_seq + 1), &[]));
     let (mut host, _) = listener.accept().unwrap();
 
     let data: Vec<u8> = (0..SEGMENT * SEGMENTS)
@@ -355,7 +344,7 @@ fn container_data_reaches_the_host_whole_and_in_order() {
     for k in order {
         let payload = &data[k * SEGMENT..(k + 1) * SEGMENT];
         let seq = 1001 + (k * SEGMENT) as u32;
-        link.send(&link.tcp_with(dst, 40002, TcpControl::Psh, seq, Some(server_seq + 1), payload));
+        link.send(&link.tcp(dst, 40002, TcpControl::Psh, seq, Some(server_seq + 1), payload));
     }
 
     host.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -382,7 +371,7 @@ fn tcp_is_refused_where_slirp4netns_refuses() {
         (true, SocketAddr::from(([10, 0, 2, 3], 80))),
     ] {
         let (link, _) = Link::start(config(allow));
-        link.send(&link.tcp(dst, 40001, TcpControl::Syn, 5000, None));
+        link.send(&link.tcp(dst, 40001, TcpControl::Syn, 5000, None, &[]));
         let (src, _, control, ack) = link.expect(tcp_segment);
         assert_eq!((src, control, ack), (dst, TcpControl::Rst, Some(5001)), "{dst}");
     }
@@ -479,7 +468,7 @@ fn a_syn_flood_is_capped_at_max_tcp_flows() {
         ..config(true)
     });
     for port in 0..(2 * CAP as u16) {
-        link.send(&link.tcp(dst, 30000 + port, TcpControl::Syn, 100, None));
+        link.send(&link.tcp(dst, 30000 + port, TcpControl::Syn, 100, None, &[]));
     }
     // Each SYN gets an answer: SYN-ACK for the first CAP, RST for the rest.
     let (mut accepted, mut refused) = (0, 0);
