@@ -76,6 +76,7 @@ fn main() {
     if let Some(code) = commands::helper_modes::run_if_helper() {
         std::process::exit(code);
     }
+    commands::run::before_parsing();
     let docker = docker::detect();
     let program = if docker { "docker" } else { "burrow" };
     let parsed = Cli::command()

@@ -306,13 +306,11 @@ pub fn monitor_unit(id: &str, systemd: bool) -> Option<String> {
     (systemd && !scope::in_service_unit() && scope::user_manager_reachable()).then(|| scope::service_name(id))
 }
 
-/// Before anything else of a detached start that will ask for a unit (see
-/// [`monitor_unit`]): gets the kernel's cgroup migration ready for the manager's fork (see
-/// [`burrow_systemd::warm`]) and connects to the manager, both beside our own work. Only
-/// while single-threaded. The connection, for [`start_monitor_service`].
-pub fn warm_for_unit(systemd: bool) -> Option<burrow_systemd::bus::Connection> {
+/// For a detached start that will ask for a unit (see [`monitor_unit`]), before the user
+/// namespace is joined: a connection to the manager, whose handshake it answers meanwhile;
+/// for [`start_monitor_service`].
+pub fn connect_for_unit(systemd: bool) -> Option<burrow_systemd::bus::Connection> {
     monitor_unit("", systemd)?;
-    burrow_systemd::warm::warm_cgroup_migration();
     burrow_systemd::bus::Connection::user_early().ok()
 }
 

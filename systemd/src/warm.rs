@@ -11,9 +11,9 @@
 //!
 //! The migration asked for changes nothing: the manager's own process into the cgroup it is
 //! already in (the kernel takes the semaphore before it looks at permissions or places, and
-//! moving a process where it is moves nothing). Its pid comes from the manager's private
-//! socket, as the peer's credentials; its cgroup from /proc. Whatever fails, nothing
-//! happens but the start being as slow as without.
+//! moving a process where it is moves nothing). Its pid comes from the manager's socket (or
+//! the user bus's), as the peer's credentials; its cgroup from /proc. Whatever fails,
+//! nothing happens but the start being as slow as without.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 /// Starts the wait in a child process and returns at once. Call it while single-threaded
 /// (it forks); the child is not waited for (it exits within a grace period).
 pub fn warm_cgroup_migration() {
-    let Some(socket) = private_socket() else {
+    let Some((socket, _)) = crate::bus::user_bus_path() else {
         return;
     };
     // SAFETY: single-threaded (the caller's promise); the child only makes system calls
@@ -34,14 +34,8 @@ pub fn warm_cgroup_migration() {
     }
 }
 
-/// The manager's private socket: its peer credentials are the manager's.
-fn private_socket() -> Option<PathBuf> {
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty())?;
-    let path = PathBuf::from(runtime).join("systemd/private");
-    path.exists().then_some(path)
-}
-
-/// Asks the kernel to move the manager into its own cgroup.
+/// Asks the kernel to move the process at the other end of `socket` (the manager, or the
+/// user's bus daemon: both live in the user's manager's cgroups) into its own cgroup.
 fn no_op_migration(socket: &std::path::Path) {
     let Ok(stream) = UnixStream::connect(socket) else {
         return;

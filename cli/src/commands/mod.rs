@@ -39,7 +39,7 @@ mod rename;
 mod restart;
 mod rm;
 mod rmi;
-mod run;
+pub mod run;
 mod save;
 pub mod sdcmd;
 mod search;
