@@ -18,19 +18,37 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The child [`warm_cgroup_migration`] started, until [`reap`] waits for it.
+static CHILD: AtomicI32 = AtomicI32::new(0);
 
 /// Starts the wait in a child process and returns at once. Call it while single-threaded
-/// (it forks); the child is not waited for (it exits within a grace period).
+/// (it forks), and [`reap`] before exiting (the child is done by the time the manager has
+/// started the unit: it waits for the same grace period).
 pub fn warm_cgroup_migration() {
     let Some((socket, _)) = crate::bus::user_bus_path() else {
         return;
     };
     // SAFETY: single-threaded (the caller's promise); the child only makes system calls
     // and leaves with _exit, running no destructor or atexit handler of the parent's.
-    if unsafe { libc::fork() } == 0 {
-        no_op_migration(&socket);
-        // SAFETY: ends the child without unwinding into the parent's code.
-        unsafe { libc::_exit(0) }
+    match unsafe { libc::fork() } {
+        0 => {
+            no_op_migration(&socket);
+            // SAFETY: ends the child without unwinding into the parent's code.
+            unsafe { libc::_exit(0) }
+        }
+        pid if pid > 0 => CHILD.store(pid, Ordering::Relaxed),
+        _ => {}
+    }
+}
+
+/// Waits for the child of [`warm_cgroup_migration`], if any: not left a zombie (under an init
+/// that does not reap, for good).
+pub fn reap() {
+    let pid = CHILD.swap(0, Ordering::Relaxed);
+    if pid > 0 {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     }
 }
 

@@ -71,6 +71,12 @@ fn detached_run(args: &[String]) -> bool {
 }
 
 pub fn run(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
+    let result = run_inner(args, global);
+    burrow_systemd::warm::reap();
+    result
+}
+
+fn run_inner(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     let systemd = match args.systemd.as_str() {
         "true" | "always" => true,
         "false" => false,
