@@ -299,12 +299,7 @@ pub fn start_driver(store: &Store, global: &GlobalOptions, id: &str, config: &He
             argv.extend(["--runroot".into(), runroot.display().to_string()]);
         }
         argv.extend(["healthcheck".into(), "run".into(), id.to_string()]);
-        let environment: Vec<String> = std::env::vars()
-            .filter(|(k, _)| {
-                k.starts_with("XDG_") || ["HOME", "PATH", "USER", "LOGNAME", "LANG"].contains(&k.as_str())
-            })
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let environment = crate::sdunits::unit_environment();
         let timer = format!("burrow-{id}-healthcheck.timer");
         match burrow_systemd::scope::start_timer(&timer, &argv, environment, config.interval) {
             Ok(()) => return Driver::Timer(timer),

@@ -76,6 +76,7 @@ fn main() {
     if let Some(code) = commands::helper_modes::run_if_helper() {
         std::process::exit(code);
     }
+    commands::run::before_parsing();
     let docker = docker::detect();
     let program = if docker { "docker" } else { "burrow" };
     let parsed = Cli::command()
@@ -148,18 +149,27 @@ mod man_pages {
         let mut pages = vec![("burrow.1".to_string(), render(&root))];
         // Hidden commands (a monitor's mode) are not for people: no page.
         let visible = |c: &&clap::Command| !c.is_hide_set();
+        // Each command on its own, its deferred flags built (and not the root's global ones).
+        let built = |c: &clap::Command| {
+            let mut c = c.clone();
+            c.build();
+            c
+        };
         let mut stack: Vec<(String, clap::Command)> = root
             .get_subcommands()
             .filter(visible)
-            .map(|c| (format!("burrow-{}", c.get_name()), c.clone()))
+            .map(|c| (format!("burrow-{}", c.get_name()), built(c)))
             .collect();
         while let Some((name, cmd)) = stack.pop() {
+            // Not the `help` subcommand building added (listed, but no page of its own).
             stack.extend(
                 cmd.get_subcommands()
                     .filter(visible)
+                    .filter(|c| c.get_name() != "help")
                     .map(|c| (format!("{name}-{}", c.get_name()), c.clone())),
             );
-            pages.push((format!("{name}.1"), render(&cmd.name(name.clone()))));
+            let cmd = cmd.name(&name).bin_name(&name).display_name(&name);
+            pages.push((format!("{name}.1"), render(&cmd)));
         }
         pages
     }

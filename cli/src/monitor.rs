@@ -63,59 +63,59 @@ pub fn start_detached_with(
     attach: Option<OwnedFd>,
     systemd: bool,
 ) -> anyhow::Result<()> {
-    let unit = crate::sdunits::monitor_unit(&record.id, systemd && attach.is_none());
-    let store = &engine.store;
-    // The monitor checkpoints once the container runs: no fsync before we return.
-    store.defer_checkpoints()?;
-    // A write less for a new container (`run -d`): it was never stopped.
+    // A write less for a new container: it was never stopped.
     if record.stop_requested {
-        store.set_stop_requested(&record.id, false)?;
+        engine.store.set_stop_requested(&record.id, false)?;
     }
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
-    let monitor_log = store.paths.container_dir(&record.id).join("monitor.log");
-    let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
-    let mut args: Vec<String> = vec!["burrow".into()];
-    if let Some(root) = &global.root {
-        args.extend(["--root".into(), root.display().to_string()]);
-    }
-    if let Some(runroot) = &global.runroot {
-        args.extend(["--runroot".into(), runroot.display().to_string()]);
-    }
-    args.push("__monitor".into());
-    let mut under_unit = false;
-    if let Some(unit) = &unit {
-        // The manager starts it: the ready pipe is its stdout, the log its stderr.
-        let mut unit_args = args.clone();
-        unit_args.push("--ready-on-stdout".into());
-        unit_args.push(record.id.clone());
-        let exe = std::fs::read_link("/proc/self/exe").context("finding the burrow binary")?;
-        unit_args[0] = exe.display().to_string();
-        let stop_timeout = launch::summary(record).map_or(10, |l| l.stop_timeout);
-        match crate::sdunits::start_monitor_service(
-            unit,
-            &record.id,
-            &unit_args,
-            ready_w.as_raw_fd(),
-            stderr.as_raw_fd(),
-            stop_timeout,
-        ) {
-            Ok(()) => under_unit = true,
-            Err(e) => {
-                eprintln!("WARN: starting the monitor as systemd unit {unit}: {e}; using a plain monitor")
-            }
-        }
-    }
-    if !under_unit {
-        args.push(record.id.clone());
+    let stop_timeout = launch::summary(record).map_or(10, |l| l.stop_timeout);
+    PendingMonitor::spawn(engine, global, &record.id, attach, systemd, stop_timeout, None)?.go()
+}
+
+/// A container's monitor, started (exec, user namespace joined, store open) but waiting
+/// for the word to start the container: `run -d` starts it as soon as it has chosen the id,
+/// so that the manager's and the monitor's start-up overlap with making the container's
+/// record and spec. The word is "go" on the monitor's stdin (a pipe); the pipe closing
+/// without it makes the monitor exit at once, having touched nothing.
+pub struct PendingMonitor {
+    id: String,
+    go: File,
+    ready: File,
+    monitor_log: std::path::PathBuf,
+    /// Whether to say, once it runs, that no manager could take the container.
+    notice: bool,
+    /// A transient unit asked for, until the manager answers; with what a plain monitor
+    /// needs if it refuses.
+    unit: Option<(String, burrow_systemd::scope::StartingService, PlainMonitor)>,
+}
+
+/// What starting a plain monitor takes: its command line and descriptors.
+struct PlainMonitor {
+    args: Vec<String>,
+    go: OwnedFd,
+    ready: OwnedFd,
+    stderr: File,
+    attach: Option<OwnedFd>,
+}
+
+impl PlainMonitor {
+    /// Forks and execs the monitor, in a session of its own.
+    fn spawn(self) -> anyhow::Result<()> {
+        let PlainMonitor {
+            args,
+            go,
+            ready,
+            stderr,
+            attach,
+        } = self;
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("burrow")
             .args(&args[1..])
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(go))
             .stdout(Stdio::null())
             .stderr(stderr);
         // Above the numbers they go to in the child, so that no dup2 there overwrites the other.
         let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
-        let ready_fd = high(&ready_w)?;
+        let ready_fd = high(&ready)?;
         let attach_fd = attach.as_ref().map(high).transpose()?;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -142,26 +142,171 @@ pub fn start_detached_with(
             }
         }
         spawned?;
+        Ok(())
     }
-    drop((ready_w, attach));
-    // One line: under systemd the manager keeps a copy of the pipe while the unit runs, so
-    // there is no end of file to wait for (but there is one if the unit fails to start).
-    let mut report = String::new();
-    std::io::BufReader::new(File::from(ready_r)).read_line(&mut report)?;
-    match serde_json::from_str::<Ready>(&report) {
-        Ok(Ready::Running { .. }) => Ok(()),
-        Ok(Ready::Failed { message, exit_code }) => Err(ExitError {
-            code: exit_code,
-            message,
+}
+
+impl PendingMonitor {
+    /// Starts the monitor of container `id`, whose directory is made if it does not exist
+    /// yet (the monitor's log is there). `stop_timeout` is the container's (the unit's
+    /// timeout follows it); `bus`, a connection to the manager made already, if any.
+    pub fn spawn(
+        engine: &Engine,
+        global: &GlobalOptions,
+        id: &str,
+        attach: Option<OwnedFd>,
+        systemd: bool,
+        stop_timeout: u32,
+        bus: Option<burrow_systemd::bus::Connection>,
+    ) -> anyhow::Result<PendingMonitor> {
+        let unit = crate::sdunits::monitor_unit(id, systemd && attach.is_none());
+        let notice = systemd && attach.is_none() && unit.is_none();
+        let store = &engine.store;
+        // The monitor checkpoints once the container runs: no fsync before we return.
+        store.defer_checkpoints()?;
+        let dir = store.paths.container_dir(id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC)?;
+        let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
+        let monitor_log = dir.join("monitor.log");
+        let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
+        let mut args: Vec<String> = vec!["burrow".into()];
+        if let Some(root) = &global.root {
+            args.extend(["--root".into(), root.display().to_string()]);
         }
-        .into()),
-        Err(_) => {
-            let detail = std::fs::read_to_string(&monitor_log).unwrap_or_default();
-            let detail = detail.lines().last().unwrap_or("see its monitor.log").to_string();
-            Err(anyhow::anyhow!(
-                "the monitor of container {} failed: {detail}",
-                record.id
-            ))
+        if let Some(runroot) = &global.runroot {
+            args.extend(["--runroot".into(), runroot.display().to_string()]);
+        }
+        args.extend(["__monitor".into(), "--go-on-stdin".into()]);
+        let mut pending = PendingMonitor {
+            id: id.to_string(),
+            go: File::from(go_w),
+            ready: File::from(ready_r),
+            monitor_log,
+            notice,
+            unit: None,
+        };
+        let mut plain_args = args.clone();
+        plain_args.push(id.to_string());
+        let plain = PlainMonitor {
+            args: plain_args,
+            go: go_r,
+            ready: ready_w,
+            stderr,
+            attach,
+        };
+        let Some(unit) = unit else {
+            plain.spawn()?;
+            return Ok(pending);
+        };
+        // The manager starts it: the go pipe is its stdin, the ready pipe its stdout, the log
+        // its stderr.
+        let mut unit_args = args;
+        unit_args.push("--ready-on-stdout".into());
+        unit_args.push(id.to_string());
+        let exe = std::fs::read_link("/proc/self/exe").context("finding the burrow binary")?;
+        unit_args[0] = exe.display().to_string();
+        match crate::sdunits::start_monitor_service(
+            bus,
+            &unit,
+            id,
+            &unit_args,
+            &crate::sdunits::MonitorStdio {
+                go: plain.go.as_raw_fd(),
+                ready: plain.ready.as_raw_fd(),
+                log: plain.stderr.as_raw_fd(),
+            },
+            stop_timeout,
+        ) {
+            Ok(starting) => pending.unit = Some((unit, starting, plain)),
+            Err(e) => {
+                eprintln!("WARN: starting the monitor as systemd unit {unit}: {e}; using a plain monitor");
+                plain.spawn()?;
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Once the manager has answered: a plain monitor instead if it refused the unit.
+    fn confirm_unit(&mut self) -> anyhow::Result<()> {
+        let Some((unit, starting, plain)) = self.unit.take() else {
+            return Ok(());
+        };
+        if let Err(e) = starting.wait() {
+            eprintln!("WARN: starting the monitor as systemd unit {unit}: {e}; using a plain monitor");
+            plain.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the monitor to start the container (its record and spec are written) and
+    /// returns once it runs; a failure to start is reported as `run` would.
+    pub fn go(mut self) -> anyhow::Result<()> {
+        self.confirm_unit()?;
+        let PendingMonitor {
+            id,
+            mut go,
+            ready,
+            monitor_log,
+            notice,
+            unit: _,
+        } = self;
+        // A monitor that died already makes this fail (EPIPE): its report, or its log, says why.
+        let _ = go.write_all(b"go\n");
+        drop(go);
+        // One line: under systemd the manager keeps a copy of the pipe while the unit runs, so
+        // there is no end of file to wait for (but there is one if the unit fails to start).
+        let mut report = String::new();
+        std::io::BufReader::new(ready).read_line(&mut report)?;
+        match serde_json::from_str::<Ready>(&report) {
+            Ok(Ready::Running { .. }) => {
+                if notice {
+                    crate::sdunits::notice_no_manager(&id, true);
+                }
+                Ok(())
+            }
+            Ok(Ready::Failed { message, exit_code }) => Err(ExitError {
+                code: exit_code,
+                message,
+            }
+            .into()),
+            Err(_) => {
+                let detail = std::fs::read_to_string(&monitor_log).unwrap_or_default();
+                let detail = detail.lines().last().unwrap_or("see its monitor.log").to_string();
+                Err(anyhow::anyhow!("the monitor of container {id} failed: {detail}"))
+            }
+        }
+    }
+
+    /// The container will not be made after all: the monitor exits without a word, and is
+    /// gone (its unit too) when this returns, or after 10 s at most.
+    pub fn cancel(mut self) {
+        // Our copies of its ends first; then whether the manager took the unit or not, the
+        // ready pipe's end of file says that all is gone.
+        if let Some((_, starting, plain)) = self.unit.take() {
+            drop(plain);
+            let _ = starting.wait();
+        }
+        drop(self.go);
+        // Its end of the ready pipe closes when it exits; a unit's copy, once the manager has
+        // let go of the unit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut buf = [0u8; 256];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timeout =
+                PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::ZERO);
+            let mut fds = [PollFd::new(self.ready.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+            match nix::unistd::read(&self.ready, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
         }
     }
 }
@@ -353,8 +498,24 @@ fn stdin_null() {
     }
 }
 
+/// With `--go-on-stdin`: waits for "go" on stdin, then points stdin at /dev/null. False when
+/// the pipe closed without it: whoever started the monitor gave up on the container.
+fn wait_for_go() -> bool {
+    let mut line = String::new();
+    // SAFETY: our stdin, borrowed for this read; ManuallyDrop keeps it open.
+    let stdin = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+    let go = std::io::BufReader::new(&*stdin).read_line(&mut line).is_ok() && line == "go\n";
+    stdin_null();
+    go
+}
+
 /// `burrow __monitor ID`.
-pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> anyhow::Result<i32> {
+pub fn monitor_main(
+    global: &GlobalOptions,
+    id: &str,
+    ready_on_stdout: bool,
+    go_on_stdin: bool,
+) -> anyhow::Result<i32> {
     let mut early = early_client();
     let mut ready = ready_pipe(ready_on_stdout);
     // A unit's notify socket, if the monitor runs as (part of) a Type=notify service; taken
@@ -382,6 +543,12 @@ pub fn monitor_main(global: &GlobalOptions, id: &str, ready_on_stdout: bool) -> 
     let store = &engine.store;
     // Checkpoints (fsyncs) wait until the container runs and whoever started it is told.
     let _ = store.defer_checkpoints();
+    // No word: whoever started us gave up on the container. Unless this is the unit started
+    // again by its manager (`systemctl restart`, a healthcheck's restart), whose stdin is the
+    // first start's pipe, long closed: the container ran before then.
+    if go_on_stdin && !wait_for_go() && store.container(id).map_or(true, |r| r.started.is_none()) {
+        return Ok(0);
+    }
     // The monitor takes over these signals: SIGCHLD for the exit; SIGTERM and SIGINT stop
     // the container (systemd stopping a unit signals its main process, the monitor); the
     // others are passed on to the container.

@@ -300,14 +300,26 @@ pub fn unit_burrow(paths: &StorePaths, uid: u32, global: &GlobalOptions) -> Vec<
 
 /// The transient unit a detached container's monitor should run as: with `systemd`
 /// wanted, a user manager reachable, and burrow not already running as part of a unit
-/// (whose container it then is). Without a manager, says that logout may end it.
+/// (whose container it then is).
 pub fn monitor_unit(id: &str, systemd: bool) -> Option<String> {
     use burrow_systemd::scope;
-    if !systemd || scope::in_service_unit() {
-        return None;
-    }
-    if scope::user_manager_reachable() {
-        return Some(scope::service_name(id));
+    (systemd && !scope::in_service_unit() && scope::user_manager_reachable()).then(|| scope::service_name(id))
+}
+
+/// For a detached start that will ask for a unit (see [`monitor_unit`]), before the user
+/// namespace is joined: a connection to the manager, whose handshake it answers meanwhile;
+/// for [`start_monitor_service`].
+pub fn connect_for_unit(systemd: bool) -> Option<burrow_systemd::bus::Connection> {
+    monitor_unit("", systemd)?;
+    burrow_systemd::bus::Connection::user_early().ok()
+}
+
+/// Once a container runs under a plain monitor though `systemd` was wanted, because no user
+/// manager is reachable: says that logout may end it (unless the user lingers).
+pub fn notice_no_manager(id: &str, systemd: bool) {
+    use burrow_systemd::scope;
+    if !systemd || scope::in_service_unit() || scope::user_manager_reachable() {
+        return;
     }
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
@@ -324,45 +336,64 @@ pub fn monitor_unit(id: &str, systemd: bool) -> Option<String> {
             &id[..12.min(id.len())]
         );
     }
-    None
 }
 
-/// Variables a unit's processes must not inherit from the shell that made the unit.
-const NOT_PASSED: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "INVOCATION_ID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "MANAGERPID",
-    "JOURNAL_STREAM",
-];
+/// The environment burrow's units run with: what burrow reads to find the user's store,
+/// manager and configuration. Not the rest of the shell's: variables such as NOTIFY_SOCKET
+/// or INVOCATION_ID are the shell's unit's, and tokens and the like have no business in a
+/// unit file (nor does the manager need to parse them at every start).
+pub fn unit_environment() -> Vec<String> {
+    const NAMES: &[&str] = &[
+        "HOME",
+        "PATH",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "TMPDIR",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "REGISTRY_AUTH_FILE",
+    ];
+    const PREFIXES: &[&str] = &["XDG_", "LC_", "BURROW_", "CONTAINERS_"];
+    std::env::vars()
+        .filter(|(k, _)| NAMES.contains(&k.as_str()) || PREFIXES.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
 
-/// Starts `argv` (a monitor with `--ready-on-stdout`) as transient service `unit`, with this
-/// process's environment (the store it finds is this one's).
+/// The descriptors a monitor run as a unit gets: the go pipe as its stdin, the ready pipe as
+/// its stdout, its log as its stderr.
+pub struct MonitorStdio {
+    pub go: std::os::fd::RawFd,
+    pub ready: std::os::fd::RawFd,
+    pub log: std::os::fd::RawFd,
+}
+
+/// Asks for `argv` (a monitor with `--ready-on-stdout --go-on-stdin`) to run as transient
+/// service `unit` for container `id`, on `bus` if connected already; the manager's answer is
+/// read by [`burrow_systemd::scope::StartingService::wait`].
 pub fn start_monitor_service(
+    bus: Option<burrow_systemd::bus::Connection>,
     unit: &str,
     id: &str,
     argv: &[String],
-    ready: std::os::fd::RawFd,
-    log: std::os::fd::RawFd,
+    stdio: &MonitorStdio,
     stop_timeout: u32,
-) -> anyhow::Result<()> {
-    let environment: Vec<String> = std::env::vars()
-        .filter(|(k, _)| !NOT_PASSED.contains(&k.as_str()))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    burrow_systemd::scope::start_service(&burrow_systemd::scope::TransientService {
+) -> Result<burrow_systemd::scope::StartingService, burrow_systemd::bus::BusError> {
+    let service = burrow_systemd::scope::TransientService {
         name: unit,
         description: &format!("burrow container {id}"),
         argv,
-        environment,
-        stdout: ready,
-        stderr: log,
+        environment: unit_environment(),
+        stdout: stdio.ready,
+        stderr: stdio.log,
         // The monitor stops the container with its own timeout first.
         stop_timeout: Duration::from_secs(u64::from(stop_timeout) + 10),
-    })?;
-    Ok(())
+    };
+    let bus = match bus {
+        Some(bus) => bus,
+        None => burrow_systemd::bus::Connection::user_early()?,
+    };
+    burrow_systemd::scope::begin_service(bus, &service, Some(stdio.go))
 }
 
 /// Where the container finds its notify socket (`--sdnotify=container`).

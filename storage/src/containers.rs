@@ -124,7 +124,22 @@ pub struct ContainerDirs {
 impl Store {
     /// Records a new container and makes its directories.
     pub fn create_container(&self, new: &NewContainer) -> Result<ContainerRecord, StoreError> {
-        let id = random_id();
+        self.create_container_with_id(&Store::new_container_id(), new)
+    }
+
+    /// A fresh container id, for a caller that needs it before the record exists (`run -d`
+    /// starts the monitor while it makes the record).
+    pub fn new_container_id() -> String {
+        random_id()
+    }
+
+    /// [`Store::create_container`] with an id from [`Store::new_container_id`].
+    pub fn create_container_with_id(
+        &self,
+        id: &str,
+        new: &NewContainer,
+    ) -> Result<ContainerRecord, StoreError> {
+        let id = id.to_string();
         let mut attempts = 0;
         let name = loop {
             // Past a few collisions (1560 names: a store with hundreds of containers), a

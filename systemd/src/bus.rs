@@ -314,6 +314,16 @@ pub struct Connection {
     via_bus: bool,
     /// The peer accepts file descriptors.
     unix_fds: bool,
+    /// The handshake's answers are still to be read (see [`Connection::user_early`]).
+    handshake_pending: bool,
+    /// The serial of a bus's Hello whose answer is still to be read.
+    hello: Option<u32>,
+}
+
+/// A call sent whose reply is still to be read.
+#[derive(Debug, Clone, Copy)]
+pub struct SentCall {
+    serial: u32,
 }
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -328,6 +338,23 @@ impl Connection {
     }
 
     pub fn open(path: &Path, via_bus: bool) -> Result<Connection, BusError> {
+        let mut conn = Connection::open_early(path, via_bus)?;
+        conn.finish_handshake()?;
+        if let Some(hello) = conn.hello {
+            conn.reply(hello)?;
+        }
+        Ok(conn)
+    }
+
+    /// Connects to the user's systemd manager and sends the handshake, reading nothing: the
+    /// answers are read before the first call goes out (the manager answers meanwhile, while
+    /// the caller does something else), and a bus's answer to Hello before its first reply.
+    pub fn user_early() -> Result<Connection, BusError> {
+        let (path, via_bus) = user_bus_path().ok_or(BusError::NoAddress)?;
+        Connection::open_early(&path, via_bus)
+    }
+
+    fn open_early(path: &Path, via_bus: bool) -> Result<Connection, BusError> {
         let stream = UnixStream::connect(path).map_err(|source| BusError::Connect {
             path: path.display().to_string(),
             source,
@@ -338,6 +365,8 @@ impl Connection {
             serial: 0,
             via_bus,
             unix_fds: false,
+            handshake_pending: true,
+            hello: None,
         };
         // As sd-bus: the whole handshake in one write, then its two answers. (Asking with no
         // identity, to be answered DATA, leaves systemd's private socket sometimes silent on
@@ -351,24 +380,36 @@ impl Connection {
         conn.stream
             .get_mut()
             .write_all(format!("\0AUTH EXTERNAL {hex}\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n").as_bytes())?;
+        Ok(conn)
+    }
+
+    /// Reads the handshake's answers, once. Messages wait for them: a peer still reading the
+    /// handshake refuses descriptors.
+    fn finish_handshake(&mut self) -> Result<(), BusError> {
+        if !self.handshake_pending {
+            return Ok(());
+        }
+        self.handshake_pending = false;
         let mut line = String::new();
-        conn.stream.read_line(&mut line)?;
+        self.stream.read_line(&mut line)?;
         if !line.starts_with("OK ") {
             return Err(BusError::Auth(line.trim().to_string()));
         }
         line.clear();
-        conn.stream.read_line(&mut line)?;
-        conn.unix_fds = line.starts_with("AGREE_UNIX_FD");
-        if via_bus {
-            conn.call(
+        self.stream.read_line(&mut line)?;
+        self.unix_fds = line.starts_with("AGREE_UNIX_FD");
+        if self.via_bus {
+            let hello = self.send_call(
                 "/org/freedesktop/DBus",
                 "org.freedesktop.DBus",
                 "Hello",
                 "org.freedesktop.DBus",
                 &[],
+                &[],
             )?;
+            self.hello = Some(hello);
         }
-        Ok(conn)
+        Ok(())
     }
 
     /// Calls a method and returns the reply's body.
@@ -393,6 +434,21 @@ impl Connection {
         args: &[Value],
         fds: &[RawFd],
     ) -> Result<Vec<Value>, BusError> {
+        let serial = self.send_call(path, interface, member, destination, args, fds)?;
+        self.reply(serial)
+    }
+
+    /// Sends a method call and returns its serial, for [`Connection::reply`].
+    fn send_call(
+        &mut self,
+        path: &str,
+        interface: &str,
+        member: &str,
+        destination: &str,
+        args: &[Value],
+        fds: &[RawFd],
+    ) -> Result<u32, BusError> {
+        self.finish_handshake()?;
         if !fds.is_empty() && !self.unix_fds {
             return Err(BusError::Malformed("the peer does not accept file descriptors"));
         }
@@ -439,6 +495,16 @@ impl Connection {
             .map_err(std::io::Error::from)?;
             if sent < msg.len() {
                 self.stream.get_mut().write_all(&msg[sent..])?;
+            }
+        }
+        Ok(serial)
+    }
+
+    /// The reply to call `serial`; a bus's refusal of our Hello first, if any.
+    fn reply(&mut self, serial: u32) -> Result<Vec<Value>, BusError> {
+        if let Some(hello) = self.hello.take() {
+            if hello != serial {
+                self.reply(hello)?;
             }
         }
         loop {
@@ -533,11 +599,23 @@ impl Connection {
         aux: Vec<(String, Vec<Value>)>,
         fds: &[RawFd],
     ) -> Result<String, BusError> {
+        let call = self.send_start_transient_unit(name, properties, aux, fds)?;
+        self.job(call)
+    }
+
+    /// Sends StartTransientUnit without waiting: [`Connection::job`] reads its answer.
+    pub fn send_start_transient_unit(
+        &mut self,
+        name: &str,
+        properties: Vec<Value>,
+        aux: Vec<(String, Vec<Value>)>,
+        fds: &[RawFd],
+    ) -> Result<SentCall, BusError> {
         let aux = aux
             .into_iter()
             .map(|(n, p)| Value::Struct(vec![Value::Str(n), Value::Array("(sv)".into(), p)]))
             .collect();
-        let reply = self.call_with_fds(
+        let serial = self.send_call(
             MANAGER_PATH,
             MANAGER,
             "StartTransientUnit",
@@ -550,6 +628,12 @@ impl Connection {
             ],
             fds,
         )?;
+        Ok(SentCall { serial })
+    }
+
+    /// The job a start sent with [`Connection::send_start_transient_unit`] made.
+    pub fn job(&mut self, call: SentCall) -> Result<String, BusError> {
+        let reply = self.reply(call.serial)?;
         Ok(first_str(&reply))
     }
 

@@ -6,5 +6,6 @@ mod notify;
 pub mod quadlet;
 pub mod scope;
 pub mod unit;
+pub mod warm;
 
 pub use notify::{notify, NotifyError};

@@ -7,7 +7,7 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::bus::{BusError, Connection, Value};
+use crate::bus::{BusError, Connection, SentCall, Value};
 
 /// The transient service whose main process is a detached container's monitor.
 pub fn service_name(id: &str) -> String {
@@ -32,7 +32,42 @@ pub struct TransientService<'a> {
 /// one D-Bus round trip. KillMode=mixed: `systemctl stop` signals the main process (the
 /// monitor, which stops the container), and kills what is left after the timeout.
 pub fn start_service(s: &TransientService) -> Result<(), BusError> {
-    let mut bus = Connection::user()?;
+    begin_service(Connection::user_early()?, s, None)?.wait()
+}
+
+/// A transient service asked for, the manager's answer not read yet.
+pub struct StartingService {
+    bus: Connection,
+    call: SentCall,
+}
+
+impl StartingService {
+    /// Waits for the manager's answer: Ok once the start job is queued.
+    pub fn wait(mut self) -> Result<(), BusError> {
+        self.bus.job(self.call)?;
+        Ok(())
+    }
+}
+
+/// [`start_service`] on `bus` (connected early, see [`Connection::user_early`]) without
+/// waiting for the manager's answer (the caller does something else while it works), and
+/// with `stdin` (passed over the bus) as the service's standard input instead of /dev/null.
+/// The descriptors may be closed once this returns.
+pub fn begin_service(
+    mut bus: Connection,
+    s: &TransientService,
+    stdin: Option<RawFd>,
+) -> Result<StartingService, BusError> {
+    let (input, fds) = match stdin {
+        Some(fd) => (
+            Value::property("StandardInputFileDescriptor", Value::Fd(2)),
+            vec![s.stdout, s.stderr, fd],
+        ),
+        None => (
+            Value::property("StandardInput", Value::Str("null".into())),
+            vec![s.stdout, s.stderr],
+        ),
+    };
     let exec = Value::Array(
         "(sasb)".into(),
         vec![Value::Struct(vec![
@@ -41,13 +76,13 @@ pub fn start_service(s: &TransientService) -> Result<(), BusError> {
             Value::Bool(false),
         ])],
     );
-    bus.start_transient_unit_fds(
+    let call = bus.send_start_transient_unit(
         s.name,
         vec![
             Value::property("Description", Value::Str(s.description.into())),
             Value::property("ExecStart", exec),
             Value::property("Environment", Value::strings(s.environment.iter().cloned())),
-            Value::property("StandardInput", Value::Str("null".into())),
+            input,
             Value::property("StandardOutputFileDescriptor", Value::Fd(0)),
             Value::property("StandardErrorFileDescriptor", Value::Fd(1)),
             Value::property("KillMode", Value::Str("mixed".into())),
@@ -55,9 +90,9 @@ pub fn start_service(s: &TransientService) -> Result<(), BusError> {
             Value::property("CollectMode", Value::Str("inactive-or-failed".into())),
         ],
         vec![],
-        &[s.stdout, s.stderr],
+        &fds,
     )?;
-    Ok(())
+    Ok(StartingService { bus, call })
 }
 
 /// Whether this process already runs as part of a systemd unit (a service's ExecStart):

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use burrow_netstack::{PortForward, SlirpConfig, StackConfig};
-use burrow_storage::{ContainerRecord, Image, NewContainer};
+use burrow_storage::{ContainerRecord, Image, NewContainer, Store};
 use burrow_userns::idmap::{self, IdMapping};
 use burrow_userns::mount::RootfsSource;
 use burrow_userns::process;
@@ -385,6 +385,16 @@ pub fn create(args: CreateArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
 /// Creates the container: checks the flags, resolves the image, user, command and security
 /// settings, builds the OCI spec, and records all of it (a [`Launch`]) with the container.
 pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerRecord, Launch)> {
+    prepare_with_id(engine, args, &Store::new_container_id())
+}
+
+/// [`prepare`] with the container's id chosen by the caller (`run -d`, whose monitor starts
+/// before the record exists).
+pub fn prepare_with_id(
+    engine: &Engine,
+    args: &CreateArgs,
+    id: &str,
+) -> anyhow::Result<(ContainerRecord, Launch)> {
     let security = parse_security_opts(&args.security_opt)?;
     if let Some(p) = &args.cidfile {
         if p.exists() {
@@ -613,12 +623,15 @@ pub fn prepare(engine: &Engine, args: &CreateArgs) -> anyhow::Result<(ContainerR
         args.name.as_deref(),
         image.as_ref().map(|i| i.config_json.as_str()),
     )?;
-    let record = store.create_container(&NewContainer {
-        name: args.name.as_deref(),
-        image_id: image.as_ref().map(|i| i.id.as_str()),
-        auto_remove: args.rm,
-        config: "{}",
-    })?;
+    let record = store.create_container_with_id(
+        id,
+        &NewContainer {
+            name: args.name.as_deref(),
+            image_id: image.as_ref().map(|i| i.id.as_str()),
+            auto_remove: args.rm,
+            config: "{}",
+        },
+    )?;
     let result = (|| -> anyhow::Result<Launch> {
         if let Some(u) = &user_net {
             store.attach_network(&record.id, &u.network.name, u.ip, &u.aliases)?;

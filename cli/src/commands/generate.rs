@@ -181,7 +181,9 @@ const UNIT_SETS: &[&str] = &[
 /// (`burrow [GLOBAL...] run|create [FLAGS...] IMAGE [CMD...]`), without the flags the unit
 /// sets itself.
 pub fn run_args_for_unit(command: &[String]) -> anyhow::Result<Vec<String>> {
-    let root = crate::Cli::command();
+    let mut root = crate::Cli::command();
+    // The commands' flags are deferred until built.
+    root.build();
     let position = command
         .iter()
         .position(|a| a == "run" || a == "create")

@@ -12,7 +12,8 @@ use burrow_storage::{Image, Store, StoreError};
 use crate::context::Engine;
 use crate::GlobalOptions;
 
-/// Flags shared by every command that talks to a registry.
+// Flags shared by every command that talks to a registry. (Not a doc comment: clap would
+// take it for the about of the commands that flatten it.)
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryFlags {
     /// Require HTTPS and verify certificates when contacting registries
@@ -173,7 +174,7 @@ pub fn pull_for_update(engine: &Engine, reference: &str) -> Result<String> {
     Ok(images.remove(0).id)
 }
 
-/// `--pull` and the registry flags of `run` and `create`.
+// `--pull` and the registry flags of `run` and `create` (not a doc comment: see above).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunPullArgs {
     /// Pull image policy: missing, always, never, newer

@@ -35,3 +35,4 @@ mod t440_autoupdate;
 mod t450_lifecycle_more;
 mod t460_quadlet_volume_image;
 mod t461_unit_restart;
+mod t470_run_detached_early_monitor;
