@@ -163,7 +163,9 @@ for engine in $ENGINES; do
     sleep 0.2
     rr_row "$engine" "$STACK" in_ns sockperf pp --tcp -i 10.0.2.2 -p $RRPORT -t "$T"
     kill $SERVER
-    in_ns iperf3 -s -p $SPORT >/dev/null 2>&1 &
+    # Not through the in_ns function: in the background that is a subshell, and killing it
+    # would leave the server running.
+    nsenter -t "$NS" -U -n --preserve-credentials -- iperf3 -s -p $SPORT >/dev/null 2>&1 &
     SERVER=$!
     sleep 0.2
     row "$engine" "published" "$STACK" iperf3 -c 127.0.0.1 -p $HPORT -t "$T"
