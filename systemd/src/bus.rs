@@ -421,20 +421,7 @@ impl Connection {
         destination: &str,
         args: &[Value],
     ) -> Result<Vec<Value>, BusError> {
-        self.call_with_fds(path, interface, member, destination, args, &[])
-    }
-
-    /// [`Connection::call`] sending `fds` along (`Value::Fd(i)` names `fds[i]`).
-    pub fn call_with_fds(
-        &mut self,
-        path: &str,
-        interface: &str,
-        member: &str,
-        destination: &str,
-        args: &[Value],
-        fds: &[RawFd],
-    ) -> Result<Vec<Value>, BusError> {
-        let serial = self.send_call(path, interface, member, destination, args, fds)?;
+        let serial = self.send_call(path, interface, member, destination, args, &[])?;
         self.reply(serial)
     }
 
@@ -588,22 +575,12 @@ impl Connection {
         properties: Vec<Value>,
         aux: Vec<(String, Vec<Value>)>,
     ) -> Result<String, BusError> {
-        self.start_transient_unit_fds(name, properties, aux, &[])
-    }
-
-    /// StartTransientUnit passing descriptors (`StandardOutputFileDescriptor` and alike).
-    pub fn start_transient_unit_fds(
-        &mut self,
-        name: &str,
-        properties: Vec<Value>,
-        aux: Vec<(String, Vec<Value>)>,
-        fds: &[RawFd],
-    ) -> Result<String, BusError> {
-        let call = self.send_start_transient_unit(name, properties, aux, fds)?;
+        let call = self.send_start_transient_unit(name, properties, aux, &[])?;
         self.job(call)
     }
 
-    /// Sends StartTransientUnit without waiting: [`Connection::job`] reads its answer.
+    /// Sends StartTransientUnit (with descriptors such as `StandardInputFileDescriptor`) without
+    /// waiting: [`Connection::job`] reads its answer.
     pub fn send_start_transient_unit(
         &mut self,
         name: &str,
