@@ -28,6 +28,28 @@ fn wait_for(env: &TestEnv, name: &str, format: &str, want: impl Fn(&str) -> bool
     }
 }
 
+/// Waits (bounded) until the events log has `runs` container deaths: a restart count shows
+/// already between a run's end and the next run's start, so counting deaths is what tells
+/// that the last run is over.
+fn wait_for_deaths(env: &TestEnv, runs: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let died = env.run(&[
+            "events",
+            "--stream=false",
+            "--filter",
+            "event=died",
+            "--format",
+            "{{.Name}}",
+        ]);
+        if died.success().stdout.lines().count() >= runs {
+            return;
+        }
+        assert!(Instant::now() < deadline, "fewer than {runs} runs ended: {died}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn inspect(env: &TestEnv, name: &str, format: &str) -> String {
     env.run(&["inspect", "--format", format, name])
         .success()
@@ -58,6 +80,34 @@ fn start_attach_streams_output_and_returns_the_exit_code() {
     let many = env.run(&["start", "-a", "c", "c"]);
     assert_eq!(many.code, 125, "{many}");
     assert!(many.stderr.contains("multiple containers"), "{many}");
+}
+
+#[test]
+fn start_attach_returns_after_the_first_run_and_the_policy_restarts_it() {
+    // As Podman 4.3: `start -a` follows the first run only and returns its exit code; the
+    // monitor then applies the restart policy in the background.
+    let env = env_with_busybox();
+    env.run(&[
+        "create",
+        "--name",
+        "again",
+        "--restart",
+        "on-failure:2",
+        "bb",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ])
+    .success();
+    let out = env.run(&["start", "-a", "again"]);
+    assert_eq!((out.code, out.stdout.as_str()), (3, "run\n"), "{out}");
+    wait_for_deaths(&env, 3);
+    let done = wait_for(&env, "again", "{{.Restarts}} {{.Status}}", |s| {
+        s.starts_with("2 Exited")
+    });
+    assert!(done.starts_with("2 Exited (3)"), "{done}");
+    let logs = env.run(&["logs", "again"]);
+    assert_eq!(logs.success().stdout, "run\n".repeat(3), "one run and 2 restarts");
 }
 
 #[test]
@@ -260,22 +310,7 @@ fn restart_on_failure_3_restarts_exactly_3_times() {
     .success();
     // "3 Exited" shows already between the third run's end and the fourth's start (the count
     // goes up before the restart): wait for the fourth run's end, then for the final state.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let died = env.run(&[
-            "events",
-            "--stream=false",
-            "--filter",
-            "event=died",
-            "--format",
-            "{{.Name}}",
-        ]);
-        if died.success().stdout.lines().count() >= 4 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "fewer than 4 runs ended: {died}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_deaths(&env, 4);
     let done = wait_for(&env, "flaky", "{{.Restarts}} {{.Status}}", |s| {
         s.starts_with("3 Exited")
     });
