@@ -175,7 +175,8 @@ for engine in $ENGINES; do
   pasta)
     command -v pasta >/dev/null || continue
     log "pasta"
-    # pasta makes its own namespace: -T splices the namespace loopback port to the host, -t publishes.
+    # pasta makes its own namespace: -T splices the namespace loopback port to the host, -t publishes
+    # (both its spliced loopback paths: no tap, unlike burrow and slirp4netns).
     iperf3 -s -B 127.0.0.1 -p $SPORT >/dev/null 2>&1 &
     SERVER=$!
     sleep 0.2
@@ -187,6 +188,12 @@ for engine in $ENGINES; do
     sleep 0.2
     rr_row pasta "" pasta --config-net -T $RRPORT -- sockperf pp --tcp -i 127.0.0.1 -p $RRPORT -t "$T"
     kill $SERVER
+    # Published: pasta forwards host port HPORT to the server in its namespace (-t).
+    pasta --config-net -t $HPORT:$SPORT -- iperf3 -s -1 -p $SPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.5
+    row pasta "published" "" iperf3 -c 127.0.0.1 -p $HPORT -t "$T"
+    kill $SERVER 2>/dev/null || true
     wait 2>/dev/null || true
     ;;
   esac
