@@ -26,6 +26,37 @@ fn fail_check_and_await_restart(env: &TestEnv, name: &str) {
     assert_eq!(inspect(env, name, "{{.RestartCount}}"), "1");
 }
 
+/// `run -d --name NAME OPTIONS` of a container whose check (every second, one failure
+/// allowed) passes once it has touched /tmp/ok; returns the id.
+fn run_touch_checked(env: &TestEnv, name: &str, options: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+    ];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["bb", "sh", "-c", "touch /tmp/ok; exec sleep 1000"]);
+    env.run(&args).success().stdout_trimmed().to_string()
+}
+
+fn await_healthy(env: &TestEnv, name: &str) {
+    assert!(
+        wait_for(Duration::from_secs(30), || inspect(
+            env,
+            name,
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "never healthy"
+    );
+}
+
 #[test]
 fn healthcheck_run_records_status_and_kills_on_failure() {
     let env = TestEnv::new();
@@ -87,41 +118,20 @@ fn healthcheck_run_records_status_and_kills_on_failure() {
 #[test]
 fn failing_healthcheck_restarts_the_unit() {
     let Some(env) = env_with_busybox() else { return };
-    let id = env.run(&[
-        "run",
-        "-d",
+    // No failure counts before `touch` could have run.
+    let options = [
         "--init",
-        "--name",
-        "hr",
-        "--health-cmd",
-        "test -e /tmp/ok",
-        "--health-interval",
-        "1s",
-        "--health-retries",
-        "1",
-        // No failure counts before `touch` could have run.
         "--health-start-period",
         "3s",
         "--health-on-failure",
         "restart",
-        "bb",
-        "sh",
-        "-c",
-        "touch /tmp/ok; exec sleep 1000",
-    ]);
-    let id = id.success().stdout_trimmed().to_string();
+    ];
+    let id = run_touch_checked(&env, "hr", &options);
     // A transient timer runs the checks.
     let timer = format!("burrow-{id}-healthcheck.timer");
     let timers = systemctl(&env, &["list-units", "--plain", "--no-legend", "--all", &timer]);
     assert!(timers.stdout.contains(&timer), "{timers}");
-    assert!(
-        wait_for(Duration::from_secs(30), || inspect(
-            &env,
-            "hr",
-            "{{.State.Health.Status}}"
-        ) == "healthy"),
-        "never healthy"
-    );
+    await_healthy(&env, "hr");
     // The next check fails: the unit restarts, and the new container is healthy again.
     fail_check_and_await_restart(&env, "hr");
     env.run(&["rm", "-f", "hr"]).success();
@@ -134,36 +144,15 @@ fn monitor_restarts_unhealthy_container_and_counts_it() {
     let env = TestEnv::new();
     env.import_busybox("bb");
     // The start period keeps a check that comes before `touch` from failing a fresh start.
-    env.run(&[
-        "run",
-        "-d",
+    let options = [
         "--systemd=false",
-        "--name",
-        "hm",
-        "--health-cmd",
-        "test -e /tmp/ok",
-        "--health-interval",
-        "1s",
-        "--health-retries",
-        "1",
         "--health-start-period",
         "3s",
         "--health-on-failure",
         "restart",
-        "bb",
-        "sh",
-        "-c",
-        "touch /tmp/ok; exec sleep 1000",
-    ])
-    .success();
-    assert!(
-        wait_for(Duration::from_secs(30), || inspect(
-            &env,
-            "hm",
-            "{{.State.Health.Status}}"
-        ) == "healthy"),
-        "never healthy"
-    );
+    ];
+    run_touch_checked(&env, "hm", &options);
+    await_healthy(&env, "hm");
     assert_eq!(inspect(&env, "hm", "{{.RestartCount}}"), "0");
     fail_check_and_await_restart(&env, "hm");
     assert_eq!(inspect(&env, "hm", "{{.State.Status}}"), "running");
@@ -175,36 +164,15 @@ fn monitor_restarts_unhealthy_container_and_counts_it() {
 fn monitor_stops_unhealthy_container_despite_restart_policy() {
     let env = TestEnv::new();
     env.import_busybox("bb");
-    env.run(&[
-        "run",
-        "-d",
+    let options = [
         "--systemd=false",
         "--restart",
         "always",
-        "--name",
-        "hs",
-        "--health-cmd",
-        "test -e /tmp/ok",
-        "--health-interval",
-        "1s",
-        "--health-retries",
-        "1",
         "--health-on-failure",
         "stop",
-        "bb",
-        "sh",
-        "-c",
-        "touch /tmp/ok; exec sleep 1000",
-    ])
-    .success();
-    assert!(
-        wait_for(Duration::from_secs(30), || inspect(
-            &env,
-            "hs",
-            "{{.State.Health.Status}}"
-        ) == "healthy"),
-        "never healthy"
-    );
+    ];
+    run_touch_checked(&env, "hs", &options);
+    await_healthy(&env, "hs");
     let monitor = inspect(&env, "hs", "{{.State.ConmonPid}}");
     assert_ne!(monitor, "0");
     env.run(&["exec", "hs", "rm", "/tmp/ok"]).success();
