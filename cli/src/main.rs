@@ -9,6 +9,7 @@ mod launch;
 mod log;
 mod monitor;
 mod sdunits;
+mod spawn;
 mod userspec;
 
 use clap::{CommandFactory, FromArgMatches, Parser};

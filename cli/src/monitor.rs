@@ -6,8 +6,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
@@ -68,7 +66,18 @@ pub fn start_detached_with(
         engine.store.set_stop_requested(&record.id, false)?;
     }
     let stop_timeout = launch::summary(record).map_or(10, |l| l.stop_timeout);
-    PendingMonitor::spawn(engine, global, &record.id, attach, systemd, stop_timeout, None)?.go()
+    // The monitor checkpoints once the container runs: no fsync before we return.
+    engine.store.defer_checkpoints()?;
+    PendingMonitor::spawn(
+        &engine.store.paths,
+        global,
+        &record.id,
+        attach,
+        systemd,
+        stop_timeout,
+        None,
+    )?
+    .go()
 }
 
 /// A container's monitor, started (exec, user namespace joined, store open) but waiting
@@ -107,41 +116,16 @@ impl PlainMonitor {
             stderr,
             attach,
         } = self;
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("burrow")
-            .args(&args[1..])
-            .stdin(Stdio::from(go))
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        // Above the numbers they go to in the child, so that no dup2 there overwrites the other.
-        let high = |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10));
-        let ready_fd = high(&ready)?;
-        let attach_fd = attach.as_ref().map(high).transpose()?;
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // A session of its own: the user's terminal closing does not end it.
-                nix::unistd::setsid()?;
-                if libc::dup2(ready_fd, READY_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(fd) = attach_fd {
-                    if libc::dup2(fd, ATTACH_FD) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
+        let mut spawn = crate::spawn::Spawn::new(std::path::Path::new("/proc/self/exe"), &args)?
+            .fd(&go, 0)?
+            .null(1)
+            .fd(&stderr, 2)?
+            .fd(&ready, READY_FD)?
+            .setsid();
+        if let Some(attach) = &attach {
+            spawn = spawn.fd(attach, ATTACH_FD)?;
         }
-        let spawned = cmd.spawn().context("starting the container's monitor");
-        // SAFETY: both were made above, for the child only.
-        unsafe {
-            libc::close(ready_fd);
-            if let Some(fd) = attach_fd {
-                libc::close(fd);
-            }
-        }
-        spawned?;
+        spawn.spawn().context("starting the container's monitor")?;
         Ok(())
     }
 }
@@ -151,7 +135,7 @@ impl PendingMonitor {
     /// yet (the monitor's log is there). `stop_timeout` is the container's (the unit's
     /// timeout follows it); `bus`, a connection to the manager made already, if any.
     pub fn spawn(
-        engine: &Engine,
+        paths: &burrow_storage::StorePaths,
         global: &GlobalOptions,
         id: &str,
         attach: Option<OwnedFd>,
@@ -161,10 +145,7 @@ impl PendingMonitor {
     ) -> anyhow::Result<PendingMonitor> {
         let unit = crate::sdunits::monitor_unit(id, systemd && attach.is_none());
         let notice = systemd && attach.is_none() && unit.is_none();
-        let store = &engine.store;
-        // The monitor checkpoints once the container runs: no fsync before we return.
-        store.defer_checkpoints()?;
-        let dir = store.paths.container_dir(id);
+        let dir = paths.container_dir(id);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;

@@ -20,11 +20,11 @@
 //!
 //! [`spawn`] starts it from burrow and waits until it is ready.
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -272,13 +272,13 @@ fn recv_fd(sock: &OwnedFd) -> (Option<OwnedFd>, String) {
     (fd, String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-// `spawn`, `NetstackProcess` and `high_fd` are for `burrow run`, which calls them once the
+// `spawn` and `NetstackProcess` are for `burrow run`, which calls them once the
 // network is wired in; until then they are unused.
 /// A running `burrow __netstack`. Dropping it (or [`NetstackProcess::stop`]) stops the stack:
 /// its exit fd hangs up, it resets its connections, frees its ports and exits.
 #[allow(dead_code)]
 pub struct NetstackProcess {
-    child: Child,
+    child: StackChild,
     exit: Option<OwnedFd>,
     /// The published ports as bound.
     pub published: Vec<PortForward>,
@@ -306,9 +306,9 @@ impl NetstackProcess {
         // Its ports are free once it has exited: wait for that on a pidfd (no polling
         // interval on every run's critical path), at most 5 s, then kill it.
         if !super::stop::wait_exit(self.child.id() as i32, Duration::from_secs(5)) {
-            let _ = self.child.kill();
+            self.child.kill();
         }
-        let _ = self.child.wait();
+        self.child.wait();
     }
 }
 
@@ -318,19 +318,6 @@ impl Drop for NetstackProcess {
             self.stop_inner();
         }
     }
-}
-
-/// Moves `fd` to a number of at least 10 (so that placing fds at 3..=5 in the child cannot
-/// clobber one another), close-on-exec.
-#[allow(dead_code)]
-fn high_fd(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC duplicates a valid fd; the result is checked before it is owned.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: n is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// Starts `burrow __netstack` on `tap` (the container's tap fd) and waits until its published
@@ -359,7 +346,7 @@ pub struct PendingNetstack(Option<Pending>);
 
 struct Pending {
     socket: OwnedFd,
-    child: Child,
+    child: StackChild,
     ready: OwnedFd,
     exit: OwnedFd,
 }
@@ -415,7 +402,7 @@ impl Drop for PendingNetstack {
         {
             // Its socket hanging up, the stack gives up waiting for the tap and exits.
             drop(socket);
-            let _ = child.wait();
+            child.wait();
         }
     }
 }
@@ -427,16 +414,14 @@ fn start_binary(
     first: OwnedFd,
     flag: &str,
     config: &StackConfig,
-) -> anyhow::Result<(Child, OwnedFd, OwnedFd)> {
+) -> anyhow::Result<(StackChild, OwnedFd, OwnedFd)> {
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the ready pipe")?;
     let (exit_r, exit_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating the exit pipe")?;
-    let fds = [high_fd(&first)?, high_fd(&ready_w)?, high_fd(&exit_r)?];
-    drop((first, ready_w, exit_r));
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new(burrow);
-    cmd.args([
+    let config = serde_json::to_string(config)?;
+    let argv = [
+        "burrow",
         "__netstack",
         flag,
         "3",
@@ -445,31 +430,34 @@ fn start_binary(
         "--exit-fd",
         "5",
         "--config",
-    ])
-    .arg(serde_json::to_string(config)?)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    // SAFETY: only dup2 (async-signal-safe) runs between fork and exec; the sources are >= 10, so
-    // no target overwrites a source that is still needed. dup2 leaves the targets inheritable.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (target, source) in raw.iter().enumerate() {
-                if libc::dup2(*source, 3 + target as RawFd) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
+        &config,
+    ];
+    let pid = crate::spawn::Spawn::new(burrow, argv)
+        .and_then(|s| s.fd(&first, 3)?.fd(&ready_w, 4)?.fd(&exit_r, 5))
+        .and_then(|s| s.null(0).null(1).spawn())
         .context("starting the network stack (burrow __netstack)")?;
-    drop(fds);
-    Ok((child, ready_r, exit_w))
+    Ok((StackChild(pid), ready_r, exit_w))
+}
+
+/// A started `burrow __netstack`.
+struct StackChild(Pid);
+
+impl StackChild {
+    fn id(&self) -> u32 {
+        self.0.as_raw() as u32
+    }
+
+    fn kill(&self) {
+        let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+    }
+
+    fn wait(&mut self) {
+        let _ = nix::sys::wait::waitpid(self.0, None);
+    }
 }
 
 /// Waits for the stack's ready message: its published ports as bound, or its error.
-fn wait_ready(mut child: Child, ready: OwnedFd, exit: OwnedFd) -> anyhow::Result<NetstackProcess> {
+fn wait_ready(mut child: StackChild, ready: OwnedFd, exit: OwnedFd) -> anyhow::Result<NetstackProcess> {
     let mut text = String::new();
     let read = std::fs::File::from(ready).read_to_string(&mut text);
     let mut lines = text.lines();
@@ -482,7 +470,7 @@ fn wait_ready(mut child: Child, ready: OwnedFd, exit: OwnedFd) -> anyhow::Result
             published,
         });
     }
-    let _ = child.wait();
+    child.wait();
     if text.trim().is_empty() {
         bail!("the network stack exited before it was ready");
     }
