@@ -3,8 +3,10 @@
 # as a transient systemd user unit (through the manager's private socket, as from a login session, and
 # through the user bus) and without (`--systemd=false`), beside `podman run -d` on the same rootfs (when
 # installed) and the floors `true` and `burrow --version` (one process of the binary, no work), all in one
-# run. Needs the user's systemd manager running (hack/test.sh starts one for burrowtest).
-# A measurement, not a test: it prints numbers.
+# run. Runs are back to back, and once more with 0.2 s of idle before each (unit, plain, podman): through
+# systemd, a start after a quiet spell waits an RCU grace period for the cgroup migration (see
+# systemd/src/warm.rs), which runs back to back mostly share. Needs the user's systemd manager running
+# (hack/test.sh starts one for burrowtest). A measurement, not a test: it prints numbers.
 #
 # Usage: sudo bench/run-detached.sh   RUNS=30 (after 3 warmups each), BENCH_USER=burrowtest
 # (Not at a real-time priority to shield it from other load: podman's Go runtime livelocks at SCHED_FIFO.)
@@ -44,15 +46,18 @@ source "$BENCH_LIB"
 private_dirs "$WORK"
 
 # bench NAME COMMAND: checks that COMMAND works once, then times it; prints "NAME<TAB>MEDIAN<TAB>P90<TAB>MIN"
-# or "NAME<TAB>FAILED: reason".
+# or "NAME<TAB>FAILED: reason". With IDLE=SECONDS, the machine idles that long before each run (untimed),
+# as between commands typed at a terminal, instead of runs back to back.
 bench() {
   local name=$1 cmd=$2 out
+  local idle=()
+  if [[ -n ${IDLE:-} ]]; then idle=(--prepare "sleep $IDLE"); fi
   if ! out=$($cmd 2>&1); then
     printf "%s\tFAILED: %s\n" "$name" "$(tail -n 1 <<<"$out")"
     return 0
   fi
-  log "timing: $cmd"
-  hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/$name.json" "$cmd" >/dev/null
+  log "timing: $cmd ${IDLE:+(after ${IDLE} s idle each)}"
+  hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" "${idle[@]}" --export-json "$WORK/$name.json" "$cmd" >/dev/null
   printf "%s\t%s\t%s\n" "$name" "$(stats "$WORK/$name.json")" \
     "$(jq -r "[.results[0].times | min * 10000 | round / 10] | @tsv" "$WORK/$name.json")"
 }
@@ -68,11 +73,13 @@ bench() {
   if systemctl --user is-active -q "burrow-$id.service"; then
     bench sd-private "$B run -d --rm bench-bb true"
     DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus bench sd-bus "$B run -d --rm bench-bb true"
+    IDLE=0.2 bench sd-idle "$B run -d --rm bench-bb true"
   else
     printf "sd-private\tFAILED: run -d made no unit: is the systemd user manager running?\n"
   fi
   $B rm -f -t 0 "$id" >/dev/null
   bench plain "$B run -d --rm --systemd=false bench-bb true"
+  IDLE=0.2 bench plain-idle "$B run -d --rm --systemd=false bench-bb true"
   bench version "$BURROW --version"
   bench true "true"
   $B rm -fa >/dev/null 2>&1 || true
@@ -81,6 +88,7 @@ if [[ -n $PODMAN ]]; then
   podman_config
   if out=$("$PODMAN" import -q "$WORK/busybox.tar" localhost/bench-bb 2>&1); then
     bench podman "$PODMAN run -d --rm localhost/bench-bb true"
+    IDLE=0.2 bench podman-idle "$PODMAN run -d --rm localhost/bench-bb true"
   else
     printf "podman\tFAILED: import: %s\n" "$(tail -n 1 <<<"$out")"
   fi
@@ -102,15 +110,22 @@ report() {
       printf "| %-58s | %8s | %8s | %8s |\n", "command", "median", "p90", "min"
       printf "|%s|%s|%s|%s|\n", "------------------------------------------------------------", "----------", "----------", "----------"
       row("sd-private", "burrow run -d --rm (transient unit, private socket)")
+      row("sd-idle", "  the same, 0.2 s idle before each")
       row("sd-bus", "burrow run -d --rm (transient unit, user bus)")
       row("plain", "burrow run -d --rm --systemd=false")
+      row("plain-idle", "  the same, 0.2 s idle before each")
       row("podman", "podman run -d --rm")
+      row("podman-idle", "  the same, 0.2 s idle before each")
       row("version", "burrow --version (floor: one process of the binary)")
       row("true", "true (floor: one process)")
       print ""
       if (ok("podman")) {
         if (ok("sd-private")) printf "podman/burrow (unit):  %.1fx (median)\n", med["podman"] / med["sd-private"]
         if (ok("plain")) printf "podman/burrow (plain): %.1fx (median)\n", med["podman"] / med["plain"]
+        if (ok("podman-idle")) {
+          if (ok("sd-idle")) printf "podman/burrow (unit, idle before each):  %.1fx (median)\n", med["podman-idle"] / med["sd-idle"]
+          if (ok("plain-idle")) printf "podman/burrow (plain, idle before each): %.1fx (median)\n", med["podman-idle"] / med["plain-idle"]
+        }
       } else if (!("podman" in med)) print "podman: not installed (apt-get install podman runc to compare)"
     }' "$1"
 }
