@@ -14,7 +14,7 @@ use std::path::Path;
 use nix::unistd::Pid;
 
 /// glibc's `POSIX_SPAWN_SETSID` (since 2.26), which neither libc nor nix names.
-const POSIX_SPAWN_SETSID: libc::c_short = 0x80;
+const POSIX_SPAWN_SETSID: libc::c_int = 0x80;
 
 /// A program to start, its arguments, and the descriptors it gets.
 pub struct Spawn {
@@ -73,6 +73,9 @@ impl Spawn {
     /// Starts the child and returns its pid once it has been exec'd (an exec that fails is
     /// an error here).
     pub fn spawn(&self) -> io::Result<Pid> {
+        use nix::fcntl::OFlag;
+        use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+        use nix::sys::signal::{SigSet, Signal};
         let env: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut pair = k.as_bytes().to_vec();
@@ -81,110 +84,36 @@ impl Spawn {
                 CString::new(pair).ok()
             })
             .collect();
-        let mut argv: Vec<*mut libc::c_char> = self.argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
-        argv.push(std::ptr::null_mut());
-        let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-        envp.push(std::ptr::null_mut());
-        let actions = FileActions::new()?;
+        let mut actions = PosixSpawnFileActions::init()?;
         for &target in &self.null {
-            let mode = if target == 0 {
-                libc::O_RDONLY
+            let flags = if target == 0 {
+                OFlag::O_RDONLY
             } else {
-                libc::O_WRONLY
+                OFlag::O_WRONLY
             };
-            // SAFETY: a valid actions object and a NUL-terminated path.
-            check(unsafe {
-                libc::posix_spawn_file_actions_addopen(actions.ptr(), target, c"/dev/null".as_ptr(), mode, 0)
-            })?;
+            actions.add_open(target, c"/dev/null", flags, nix::sys::stat::Mode::empty())?;
         }
         for (source, target) in &self.fds {
-            // SAFETY: a valid actions object; dup2 leaves the target inheritable.
-            check(unsafe {
-                libc::posix_spawn_file_actions_adddup2(actions.ptr(), source.as_raw_fd(), *target)
-            })?;
+            // dup2 leaves the target inheritable.
+            actions.add_dup2(source.as_raw_fd(), *target)?;
         }
-        let attr = Attr::new()?;
         // As std's Command: no signal blocked (the monitor blocks those its signalfd reads),
         // and SIGPIPE (which Rust ignores) back to its default.
-        // SAFETY: sigset_t values filled by sigemptyset/sigaddset before use; a valid attr.
-        unsafe {
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigmask(attr.ptr(), &none))?;
-            let mut pipe: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut pipe);
-            libc::sigaddset(&mut pipe, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigdefault(attr.ptr(), &pipe))?;
-            let mut flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
-            if self.setsid {
-                flags |= POSIX_SPAWN_SETSID;
-            }
-            check(libc::posix_spawnattr_setflags(attr.ptr(), flags))?;
+        let mut attr = PosixSpawnAttr::init()?;
+        attr.set_sigmask(&SigSet::empty())?;
+        attr.set_sigdefault(&SigSet::from(Signal::SIGPIPE))?;
+        let mut flags = PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF;
+        if self.setsid {
+            flags |= PosixSpawnFlags::from_bits_retain(POSIX_SPAWN_SETSID);
         }
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: every pointer is valid for the call: NUL-terminated strings, NULL-ended arrays.
-        check(unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                self.program.as_ptr(),
-                actions.ptr(),
-                attr.ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            )
-        })?;
-        Ok(Pid::from_raw(pid))
-    }
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    match ret {
-        0 => Ok(()),
-        errno => Err(io::Error::from_raw_os_error(errno)),
-    }
-}
-
-struct FileActions(Box<libc::posix_spawn_file_actions_t>);
-
-impl FileActions {
-    fn new() -> io::Result<FileActions> {
-        // SAFETY: zeroed storage that posix_spawn_file_actions_init initialises.
-        let actions = FileActions(Box::new(unsafe { std::mem::zeroed() }));
-        check(unsafe { libc::posix_spawn_file_actions_init(actions.ptr()) })?;
-        Ok(actions)
-    }
-
-    fn ptr(&self) -> *mut libc::posix_spawn_file_actions_t {
-        std::ptr::from_ref(self.0.as_ref()).cast_mut()
-    }
-}
-
-impl Drop for FileActions {
-    fn drop(&mut self) {
-        // SAFETY: initialised in new().
-        unsafe { libc::posix_spawn_file_actions_destroy(self.ptr()) };
-    }
-}
-
-struct Attr(Box<libc::posix_spawnattr_t>);
-
-impl Attr {
-    fn new() -> io::Result<Attr> {
-        // SAFETY: zeroed storage that posix_spawnattr_init initialises.
-        let attr = Attr(Box::new(unsafe { std::mem::zeroed() }));
-        check(unsafe { libc::posix_spawnattr_init(attr.ptr()) })?;
-        Ok(attr)
-    }
-
-    fn ptr(&self) -> *mut libc::posix_spawnattr_t {
-        std::ptr::from_ref(self.0.as_ref()).cast_mut()
-    }
-}
-
-impl Drop for Attr {
-    fn drop(&mut self) {
-        // SAFETY: initialised in new().
-        unsafe { libc::posix_spawnattr_destroy(self.ptr()) };
+        attr.set_flags(flags)?;
+        Ok(nix::spawn::posix_spawn(
+            self.program.as_c_str(),
+            &actions,
+            &attr,
+            &self.argv,
+            &env,
+        )?)
     }
 }
 
