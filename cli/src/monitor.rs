@@ -629,11 +629,12 @@ pub fn monitor_main(
             .health
             .as_ref()
             .map(|h| crate::health::start_driver(store, global, id, h));
-        say(Ready::Running { pid: pid.as_raw() });
-        let _ = store.checkpoint();
+        // Listening before `run -d` returns: an `attach` right after it finds the socket.
         let mut attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
             .ok();
+        say(Ready::Running { pid: pid.as_raw() });
+        let _ = store.checkpoint();
         if let (Some(server), Some(client)) = (attach.as_mut(), early.take()) {
             server.adopt(client);
         }

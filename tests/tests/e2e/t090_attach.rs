@@ -36,8 +36,14 @@ fn attach_streams_output_of_a_container_without_terminal() {
     env.import_busybox("bb");
     // Output until the test says stop: whenever attach connects, it sees some.
     let script = "while [ ! -e /tmp/stop ]; do echo out; sleep 0.1; done; echo err >&2; exit 4";
-    env.run(&["run", "-d", "--name", "o", "bb", "sh", "-c", script])
-        .success();
+    let id = env
+        .run(&["run", "-d", "--name", "o", "bb", "sh", "-c", script])
+        .success()
+        .stdout_trimmed()
+        .to_string();
+    // Listening by the time `run -d` returns, so that an `attach` right after it connects.
+    let socket = env.runtime_dir().join(format!("burrow/containers/{id}/attach"));
+    assert!(socket.exists(), "no attach socket when run -d returned");
     let mut attach = env
         .cmd(&["attach", "o"])
         .stdout(std::process::Stdio::piped())
