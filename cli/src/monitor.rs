@@ -66,18 +66,7 @@ pub fn start_detached_with(
         engine.store.set_stop_requested(&record.id, false)?;
     }
     let stop_timeout = launch::summary(record).map_or(10, |l| l.stop_timeout);
-    // The monitor checkpoints once the container runs: no fsync before we return.
-    engine.store.defer_checkpoints()?;
-    PendingMonitor::spawn(
-        &engine.store.paths,
-        global,
-        &record.id,
-        attach,
-        systemd,
-        stop_timeout,
-        None,
-    )?
-    .go()
+    PendingMonitor::spawn(engine, global, &record.id, attach, systemd, stop_timeout, None)?.go()
 }
 
 /// A container's monitor, started (exec, user namespace joined, store open) but waiting
@@ -135,7 +124,7 @@ impl PendingMonitor {
     /// yet (the monitor's log is there). `stop_timeout` is the container's (the unit's
     /// timeout follows it); `bus`, a connection to the manager made already, if any.
     pub fn spawn(
-        paths: &burrow_storage::StorePaths,
+        engine: &Engine,
         global: &GlobalOptions,
         id: &str,
         attach: Option<OwnedFd>,
@@ -145,7 +134,10 @@ impl PendingMonitor {
     ) -> anyhow::Result<PendingMonitor> {
         let unit = crate::sdunits::monitor_unit(id, systemd && attach.is_none());
         let notice = systemd && attach.is_none() && unit.is_none();
-        let dir = paths.container_dir(id);
+        let store = &engine.store;
+        // The monitor checkpoints once the container runs: no fsync before we return.
+        store.defer_checkpoints()?;
+        let dir = store.paths.container_dir(id);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC)?;
         let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;

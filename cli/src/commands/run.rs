@@ -97,10 +97,7 @@ fn run_inner(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     // The monitor (and its unit) starts first and gets ready while the container is made.
     let id = Store::new_container_id();
     let stop_timeout = args.create.stop_timeout.unwrap_or(10);
-    // The monitor checkpoints once the container runs: no fsync before we return.
-    engine.store.defer_checkpoints()?;
-    let pending =
-        monitor::PendingMonitor::spawn(&engine.store.paths, global, &id, None, systemd, stop_timeout, bus)?;
+    let pending = monitor::PendingMonitor::spawn(&engine, global, &id, None, systemd, stop_timeout, bus)?;
     let made = prepare_with_id(&engine, &args.create, &id)
         .and_then(|(_, launch)| super::start::start_requirements(&engine, global, &launch.requires, 0));
     if let Err(e) = made {
