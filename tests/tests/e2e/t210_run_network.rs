@@ -276,17 +276,25 @@ fn read_banner(port: u16) -> String {
     }
 }
 
+/// A free port whose next one is free too, below the ephemeral range (a port the kernel picked,
+/// as bind to port 0 does, can have its neighbour taken by any test's outgoing connection).
+fn free_port_pair() -> u16 {
+    let start = 20000 + (std::process::id() % 6000) as u16 * 2;
+    (start..32000)
+        .step_by(2)
+        .find(|&p| {
+            TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        })
+        .expect("two free ports below 32000")
+}
+
 #[test]
 fn publish_all_and_ranges_are_listed_by_port() {
     let env = env_with_busybox();
     env.run(&["create", "--name", "base", "bb", "true"]).success();
     env.run(&["commit", "-q", "-c", "EXPOSE 8080/tcp", "base", "exposed"])
         .success();
-    let first = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let first = free_port_pair();
     let range = format!("127.0.0.1:{}-{}:7000-7001", first, first + 1);
     env.run(&[
         "run",
