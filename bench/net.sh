@@ -8,9 +8,11 @@
 # container -> host, in thousands of transactions per second, with the stack's CPU µs per transaction.
 #
 # Usage: sudo bench/net.sh       RUNS=3 (rounds, every engine once per round; median of), T=5 (seconds per iperf3 run), BENCH_USER=burrowtest,
-#                                BURROW=path (skip the release build), ENGINES="burrow slirp4netns pasta"
+#                                BURROW=path (skip the release build), ENGINES="burrow slirp4netns pasta pasta-tap"
 # Directions: ctr->host (iperf3 -c 10.0.2.2 inside, server on host 127.0.0.1, allow_host_loopback),
 # host->ctr (the same with -R), published (server inside, host client to 127.0.0.1:HOSTPORT via -p).
+# pasta: its spliced loopback paths (-T, -t); pasta-tap: its tap path, where the container dials
+# the gateway as with burrow and slirp4netns. burrow splices a published port's loopback clients.
 # Every connection goes to 127.0.0.1 on the host or to addresses inside the namespace.
 set -euo pipefail
 umask 022
@@ -22,7 +24,7 @@ source "$ROOT/hack/lib/common.sh"
 RUNS=${RUNS:-3}
 T=${T:-5}
 BENCH_USER=${BENCH_USER:-$BURROW_TEST_USER}
-ENGINES=${ENGINES:-burrow slirp4netns pasta}
+ENGINES=${ENGINES:-burrow slirp4netns pasta pasta-tap}
 BENCH_PACKAGES=(uidmap util-linux iperf3 sockperf slirp4netns passt socat jq)
 unset CARGO_TARGET_DIR CARGO_BUILD_TARGET_DIR
 WORK=""
@@ -194,6 +196,26 @@ for engine in $ENGINES; do
     sleep 0.5
     row pasta "published" "" iperf3 -c 127.0.0.1 -p $HPORT -t "$T"
     kill $SERVER 2>/dev/null || true
+    wait 2>/dev/null || true
+    ;;
+  pasta-tap)
+    command -v pasta >/dev/null || continue
+    log "pasta-tap"
+    # pasta through its tap, as burrow and slirp4netns are measured: the container dials the
+    # gateway (slirp4netns addresses), which pasta maps to the host loopback. Its published
+    # port from a loopback client is always spliced (the pasta row), so there is none here.
+    PASTA_TAP="pasta --config-net -a 10.0.2.100 -n 24 -g 10.0.2.2 --"
+    iperf3 -s -B 127.0.0.1 -p $SPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    row pasta-tap "ctr->host" "" $PASTA_TAP iperf3 -c 10.0.2.2 -p $SPORT -t "$T"
+    row pasta-tap "host->ctr" "" $PASTA_TAP iperf3 -c 10.0.2.2 -p $SPORT -t "$T" -R
+    kill $SERVER
+    sockperf sr --tcp -i 127.0.0.1 -p $RRPORT >/dev/null 2>&1 &
+    SERVER=$!
+    sleep 0.2
+    rr_row pasta-tap "" $PASTA_TAP sockperf pp --tcp -i 10.0.2.2 -p $RRPORT -t "$T"
+    kill $SERVER
     wait 2>/dev/null || true
     ;;
   esac

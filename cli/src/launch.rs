@@ -412,7 +412,12 @@ pub fn start(
     // happens to us next, the store knows the pid and the next command can clean up).
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
         if let (Some(pending), Some(tap)) = (pending.borrow_mut().take(), tap) {
-            let process = pending.attach(tap).map_err(|e| crate::exit::message(&e))?;
+            // Its network namespace too, so that the stack splices published ports' loopback
+            // clients into it (without it, they take the tap).
+            let netns = fs::File::open(format!("/proc/{pid}/ns/net"))
+                .ok()
+                .map(OwnedFd::from);
+            let process = pending.attach(tap, netns).map_err(|e| crate::exit::message(&e))?;
             // The ports as bound (-P and port 0 get theirs from the kernel), for `port` and
             // `inspect`.
             let bound = serde_json::to_string(&process.published).map_err(|e| e.to_string())?;

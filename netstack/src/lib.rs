@@ -7,19 +7,22 @@
 //!   resolvers.
 //! - [`Stack`] ([`stack`]): the event loop over the tap ([`device`]), smoltcp's interface (any-IP,
 //!   TCP only), and the relays: [`tcp`] flows, [`udp`] NAT, [`icmp`] echo, published ports
-//!   ([`portfwd`]); [`packet`] reads and writes the frames outside smoltcp, [`nat`] decides where
-//!   traffic goes.
+//!   ([`portfwd`]), whose loopback clients are [`splice`]d straight into the container's
+//!   namespace (sockets made there by [`netns`]); [`packet`] reads and writes the frames outside
+//!   smoltcp, [`nat`] decides where traffic goes.
 
 pub mod config;
 mod device;
 pub mod dns;
 mod icmp;
 pub mod nat;
+mod netns;
 mod packet;
 mod portfwd;
 mod reassembly;
 mod slab;
 pub mod slirp;
+mod splice;
 mod stack;
 mod tcp;
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Published ports: listening sockets on the host. TCP connections are handed to the TCP relay
+//! Published ports: listening sockets on the host. TCP connections are spliced into the container
+//! ([`crate::splice`]) when the client is on the loopback, and otherwise handed to the TCP relay
 //! ([`crate::tcp::TcpRelay::accept_inbound`]); UDP datagrams go to the container from the
 //! client's address, and the container's replies go back out of the published socket.
 
@@ -11,6 +12,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Registry};
 
 use crate::config::{PortForward, Protocol};
+use crate::splice::Splicer;
 use crate::stack::{Ctx, Kind};
 use crate::tcp::TcpRelay;
 use crate::udp;
@@ -176,7 +178,13 @@ impl Forwards {
     }
 
     /// A published socket is readable: accept connections, or relay datagrams.
-    pub fn on_readable(&mut self, ctx: &mut Ctx, tcp: &mut TcpRelay, index: usize) {
+    pub fn on_readable(
+        &mut self,
+        ctx: &mut Ctx,
+        tcp: &mut TcpRelay,
+        mut splicer: Option<&mut Splicer>,
+        index: usize,
+    ) {
         let Some(p) = self.published.get_mut(index) else {
             return;
         };
@@ -184,7 +192,18 @@ impl Forwards {
         match &mut p.listener {
             Listener::Tcp(listener) => loop {
                 match listener.accept() {
-                    Ok((stream, client)) => tcp.accept_inbound(ctx, stream, client, container_port),
+                    Ok((stream, client)) => {
+                        let stream = match splicer.as_deref_mut() {
+                            Some(splicer) => {
+                                match splicer.accept(ctx.registry, ctx.nat, stream, client, container_port) {
+                                    Ok(()) => continue,
+                                    Err(stream) => stream,
+                                }
+                            }
+                            None => stream,
+                        };
+                        tcp.accept_inbound(ctx, stream, client, container_port)
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // WouldBlock, or a transient error (EMFILE, ECONNABORTED): wait for the next event.
                     Err(_) => break,

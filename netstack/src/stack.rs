@@ -19,6 +19,7 @@ use crate::nat::Nat;
 use crate::packet::{self, Ingress, Macs};
 use crate::portfwd::{Forwards, PortError};
 use crate::reassembly::{self, Reassembler};
+use crate::splice::Splicer;
 use crate::tcp::TcpRelay;
 use crate::udp::UdpRelay;
 
@@ -47,6 +48,7 @@ pub enum Kind {
     UdpFlow = 2,
     Ping = 3,
     Listener = 4,
+    Splice = 5,
 }
 
 impl Kind {
@@ -136,6 +138,7 @@ pub struct Stack {
     udp: UdpRelay,
     echo: EchoRelay,
     forwards: Forwards,
+    splicer: Option<Splicer>,
     fragments: Reassembler,
     epoch: Instant,
 }
@@ -197,12 +200,19 @@ impl Stack {
                 ident: random_seed() as u16,
             },
             tcp: TcpRelay::new(config.max_tcp_flows),
+            splicer: None,
             fragments: Reassembler::default(),
             udp: UdpRelay::default(),
             echo: EchoRelay::default(),
             forwards,
             epoch,
         })
+    }
+
+    /// The container's network namespace: published TCP ports then splice their clients on the
+    /// host's loopback into it (see [`crate::splice`]) instead of taking the tap.
+    pub fn set_container_netns(&mut self, netns: OwnedFd) {
+        self.splicer = Some(Splicer::new(netns, self.tcp.max_flows()));
     }
 
     /// The published ports as bound (a requested port 0 shows the port the kernel chose).
@@ -286,8 +296,16 @@ impl Stack {
                             k if k == Kind::TcpFlow as usize => self.tcp.on_event(index, event),
                             k if k == Kind::UdpFlow as usize => self.udp.on_readable(&mut ctx, index),
                             k if k == Kind::Ping as usize => self.echo.on_readable(&mut ctx, index),
-                            k if k == Kind::Listener as usize => {
-                                self.forwards.on_readable(&mut ctx, &mut self.tcp, index)
+                            k if k == Kind::Listener as usize => self.forwards.on_readable(
+                                &mut ctx,
+                                &mut self.tcp,
+                                self.splicer.as_mut(),
+                                index,
+                            ),
+                            k if k == Kind::Splice as usize => {
+                                if let Some(splicer) = &mut self.splicer {
+                                    splicer.on_event(registry, index);
+                                }
                             }
                             _ => {}
                         }
@@ -387,6 +405,9 @@ impl Stack {
     }
 
     fn shutdown(&mut self, registry: &Registry) {
+        if let Some(splicer) = &mut self.splicer {
+            splicer.abort_all(registry);
+        }
         let mut ctx = ctx!(self, registry, Instant::now());
         self.tcp.abort_all(&mut ctx);
         // Send the container its RSTs, best effort.

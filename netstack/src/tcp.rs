@@ -188,7 +188,7 @@ fn new_socket() -> tcp::Socket<'static> {
 }
 
 /// Closes a host socket with a RST (SO_LINGER 0) rather than a FIN.
-fn reset(host: &TcpStream) {
+pub(crate) fn reset(host: &TcpStream) {
     let _ = nix::sys::socket::setsockopt(
         &host.as_fd(),
         nix::sys::socket::sockopt::Linger,
@@ -200,7 +200,7 @@ fn reset(host: &TcpStream) {
 }
 
 /// `None` while a non-blocking connect is in progress.
-fn connect_result(s: &TcpStream) -> Option<io::Result<()>> {
+pub(crate) fn connect_result(s: &TcpStream) -> Option<io::Result<()>> {
     match s.take_error() {
         Ok(Some(e)) | Err(e) => return Some(Err(e)),
         Ok(None) => {}
@@ -224,6 +224,11 @@ impl TcpRelay {
 
     pub fn len(&self) -> usize {
         self.flows.len()
+    }
+
+    /// The most flows at once.
+    pub fn max_flows(&self) -> usize {
+        self.max_flows
     }
 
     /// Whether a SYN from `src` to `dst` starts a flow not seen yet.

@@ -7,8 +7,11 @@
 //!                   [--config JSON]   (else the JSON on stdin)
 //! ```
 //! - `--tap-fd`: a tap fd the container's first process created in its network namespace
-//!   (`userns::network::create_tap`) and passed over SCM_RIGHTS. `--netns-pid`: as slirp4netns,
-//!   the stack creates the tap itself in PID's network namespace (joining its user namespace).
+//!   (`userns::network::create_tap`). `--tap-socket`: the same, arriving over SCM_RIGHTS once the
+//!   container made it, with the namespace's fd after it. `--netns-pid`: as slirp4netns, the stack
+//!   creates the tap itself in PID's network namespace (joining its user namespace).
+//! - Knowing the namespace (not with `--tap-fd`), the stack splices published TCP ports' loopback
+//!   clients into it (`burrow_netstack`'s `splice`).
 //! - Ready protocol: the stack writes `1\n` and a JSON line with the published ports as bound
 //!   (`[{"host_ip":..,"host_port":..,"container_port":..,"proto":"tcp"}]`) to R once every port
 //!   is listening, then closes R. On a failure before that it writes the error message (not
@@ -48,7 +51,8 @@ pub struct NetstackArgs {
         required_unless_present_any = ["netns_pid", "tap_socket"]
     )]
     tap_fd: Option<RawFd>,
-    /// A socket on which the tap device's fd arrives (SCM_RIGHTS) once the container made it
+    /// A socket on which the tap device's fd (and the network namespace's) arrives (SCM_RIGHTS)
+    /// once the container made it
     #[arg(long, value_name = "FD", conflicts_with = "netns_pid")]
     tap_socket: Option<RawFd>,
     /// Create the tap in this process' network namespace (joining its user namespace)
@@ -167,25 +171,41 @@ fn setup(args: &NetstackArgs) -> anyhow::Result<(Stack, Option<OwnedFd>, Option<
         }
     };
     let config: StackConfig = serde_json::from_str(&text).context("parsing the network configuration")?;
-    let tap = match (args.tap_fd, args.netns_pid, args.tap_socket) {
-        (Some(fd), _, _) => inherited(fd, "--tap-fd")?,
-        (None, Some(pid), _) => tap_in_namespace_of(pid, &args.tap_name, &tap_config(&config.slirp, false))?,
-        (None, None, Some(fd)) => match recv_fd(&inherited(fd, "--tap-socket")?) {
-            (Some(tap), _) => tap,
-            (None, _) => bail!("no tap device came on --tap-socket (the container did not start)"),
-        },
+    // The tap, and the container's network namespace when known (for spliced loopback clients).
+    let (tap, netns) = match (args.tap_fd, args.netns_pid, args.tap_socket) {
+        (Some(fd), _, _) => (inherited(fd, "--tap-fd")?, None),
+        (None, Some(pid), _) => {
+            let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+                .with_context(|| format!("opening the network namespace of {pid}"))?;
+            let tap = tap_in_namespace_of(pid, &netns, &args.tap_name, &tap_config(&config.slirp, false))?;
+            (tap, Some(OwnedFd::from(netns)))
+        }
+        (None, None, Some(fd)) => {
+            let mut fds = recv_fds(&inherited(fd, "--tap-socket")?).0.into_iter();
+            match fds.next() {
+                Some(tap) => (tap, fds.next()),
+                None => bail!("no tap device came on --tap-socket (the container did not start)"),
+            }
+        }
         (None, None, None) => bail!("--tap-fd, --tap-socket or --netns-pid is required"),
     };
-    Ok((Stack::new(tap, &config)?, exit_fd, pid_fd))
+    let mut stack = Stack::new(tap, &config)?;
+    if let Some(netns) = netns {
+        stack.set_container_netns(netns);
+    }
+    Ok((stack, exit_fd, pid_fd))
 }
 
 /// Creates the tap in `pid`'s network namespace from a forked child that joins it (and its user
 /// namespace, when it is not ours), as slirp4netns does, and receives its fd.
-fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Result<OwnedFd> {
+fn tap_in_namespace_of(
+    pid: i32,
+    netns: &std::fs::File,
+    name: &str,
+    config: &TapConfig,
+) -> anyhow::Result<OwnedFd> {
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
         .with_context(|| format!("opening the user namespace of {pid}"))?;
-    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .with_context(|| format!("opening the network namespace of {pid}"))?;
     let same_userns = std::fs::metadata("/proc/self/ns/user")?.ino() == userns.metadata()?.ino();
     let (parent_sock, child_sock) = socketpair(
         AddressFamily::Unix,
@@ -205,13 +225,13 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
                     setns(&userns, CloneFlags::CLONE_NEWUSER)
                         .map_err(|e| format!("joining the user namespace of {pid}: {}", e.desc()))?;
                 }
-                setns(&netns, CloneFlags::CLONE_NEWNET)
+                setns(netns, CloneFlags::CLONE_NEWNET)
                     .map_err(|e| format!("joining the network namespace of {pid}: {}", e.desc()))?;
                 burrow_userns::network::loopback_up().map_err(|e| e.to_string())?;
                 burrow_userns::network::create_tap(name, config).map_err(|e| e.to_string())
             })();
             let code = match result {
-                Ok(tap) => i32::from(send_fd(&child_sock, &tap).is_err()),
+                Ok(tap) => i32::from(send_fds(&child_sock, &[&tap]).is_err()),
                 Err(message) => {
                     let _ = nix::unistd::write(&child_sock, message.as_bytes());
                     1
@@ -222,9 +242,9 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(child_sock);
-            let (tap, text) = recv_fd(&parent_sock);
+            let (fds, text) = recv_fds(&parent_sock);
             let _ = nix::sys::wait::waitpid(child, None);
-            match tap {
+            match fds.into_iter().next() {
                 Some(tap) => Ok(tap),
                 None if !text.is_empty() => bail!("{text}"),
                 None => bail!("creating the tap device in the network namespace of {pid} failed"),
@@ -233,9 +253,9 @@ fn tap_in_namespace_of(pid: i32, name: &str, config: &TapConfig) -> anyhow::Resu
     }
 }
 
-/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS, with a 2-byte message).
-fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> nix::Result<usize> {
-    let fds = [fd.as_raw_fd()];
+/// Sends `fds` over the unix socket `sock` (SCM_RIGHTS, with a 2-byte message).
+fn send_fds(sock: &OwnedFd, fds: &[&OwnedFd]) -> nix::Result<usize> {
+    let fds: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     sendmsg::<()>(
         sock.as_raw_fd(),
         &[IoSlice::new(b"ok")],
@@ -245,31 +265,31 @@ fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> nix::Result<usize> {
     )
 }
 
-/// Receives one message on `sock`: the fd it carries (from [`send_fd`]), if any, and its text
-/// (an error message when there is no fd; empty when the sender closed its end).
-fn recv_fd(sock: &OwnedFd) -> (Option<OwnedFd>, String) {
+/// Receives one message on `sock`: the fds it carries (from [`send_fds`]), and its text (an
+/// error message when there is no fd; empty when the sender closed its end).
+fn recv_fds(sock: &OwnedFd) -> (Vec<OwnedFd>, String) {
     let mut buf = vec![0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let (fd, n) = match recvmsg::<()>(
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let (fds, n) = match recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     ) {
         Ok(msg) => {
-            let mut fd = None;
+            let mut owned = Vec::new();
             for cmsg in msg.cmsgs().into_iter().flatten() {
                 if let ControlMessageOwned::ScmRights(fds) = cmsg {
                     // SAFETY: the kernel installed these descriptors for us.
-                    fd = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                    owned.extend(fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }));
                 }
             }
-            (fd, msg.bytes)
+            (owned, msg.bytes)
         }
-        Err(_) => (None, 0),
+        Err(_) => (Vec::new(), 0),
     };
-    (fd, String::from_utf8_lossy(&buf[..n]).into_owned())
+    (fds, String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 // `spawn` and `NetstackProcess` are for `burrow run`, which calls them once the
@@ -375,9 +395,9 @@ pub fn spawn_early(config: &StackConfig) -> anyhow::Result<PendingNetstack> {
 }
 
 impl PendingNetstack {
-    /// Hands the stack the container's tap and waits until its published ports listen (see
-    /// [`spawn`]).
-    pub fn attach(mut self, tap: OwnedFd) -> anyhow::Result<NetstackProcess> {
+    /// Hands the stack the container's tap and network namespace, and waits until its published
+    /// ports listen (see [`spawn`]).
+    pub fn attach(mut self, tap: OwnedFd, netns: Option<OwnedFd>) -> anyhow::Result<NetstackProcess> {
         let Some(Pending {
             socket,
             child,
@@ -388,8 +408,9 @@ impl PendingNetstack {
             bail!("the network stack was already given its tap");
         };
         // A failed send shows as the stack's own message on the ready pipe.
-        let _ = send_fd(&socket, &tap);
-        drop((socket, tap));
+        let fds: Vec<&OwnedFd> = std::iter::once(&tap).chain(&netns).collect();
+        let _ = send_fds(&socket, &fds);
+        drop((socket, tap, netns));
         wait_ready(child, ready, exit)
     }
 }

@@ -585,8 +585,9 @@ fn netstack_published_port_reaches_the_container_with_the_client_port() {
         stack.ready
     );
 
-    // TCP: the server in the namespace sees the client's port; a loopback client's address
-    // cannot be kept (Linux drops 127/8 sources on a non-loopback interface): it is the gateway.
+    // TCP: the server in the namespace sees the client's address and port (a loopback client is
+    // spliced in from the namespace's own loopback: through the tap it would have to be the
+    // gateway, as Linux drops 127/8 sources on a non-loopback interface).
     let server = ns.start_server("tcp-server 8080");
     let mut client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
     let client_port = client.local_addr().unwrap().port();
@@ -595,10 +596,10 @@ fn netstack_published_port_reaches_the_container_with_the_client_port() {
     let mut reply = String::new();
     client.set_read_timeout(Some(WAIT)).unwrap();
     client.read_to_string(&mut reply).unwrap();
-    assert_eq!(server.next_line(), format!("peer 10.0.2.2:{client_port}"));
+    assert_eq!(server.next_line(), format!("peer 127.0.0.1:{client_port}"));
     assert_eq!(reply, "published");
 
-    // UDP, both ways.
+    // UDP, both ways (through the tap: a loopback client is the gateway).
     let udp_server = ns.start_server("udp-server 8081");
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -747,31 +748,7 @@ fn netstack_carries_data_both_ways_intact() {
     let port = listener.local_addr().unwrap().port();
     let sent = thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut gen = Pattern::new(7);
-        let mut buf = vec![0u8; 1 << 16];
-        let mut left = SIZE;
-        while left > 0 {
-            let n = (left as usize).min(buf.len());
-            gen.fill(&mut buf[..n]);
-            s.write_all(&buf[..n]).unwrap();
-            left -= n as u64;
-        }
-        s.shutdown(Shutdown::Write).unwrap();
-        // Container → host: then it checks what the client sends back.
-        let mut check = Pattern::new(9);
-        let mut got = 0u64;
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            assert!(
-                check.verify(&buf[..n]),
-                "corrupted data from the container at byte {got}"
-            );
-            got += n as u64;
-        }
-        got
+        send_then_verify(&mut s, SIZE)
     });
     let ns = Netns::new();
     let stack = start_stack(None, &ns, &config(true, ""), &[]);
@@ -779,6 +756,80 @@ fn netstack_carries_data_both_ways_intact() {
     let lines = ns.run_helper(&format!("tcp-pattern 10.0.2.2:{port} {SIZE}"));
     assert_eq!(lines, vec![format!("received {SIZE} intact")], "{lines:?}");
     assert_eq!(sent.join().unwrap(), SIZE);
+}
+
+/// The same through a published port, from a client on the host's loopback (spliced).
+#[test]
+fn netstack_published_port_carries_data_both_ways_intact() {
+    const SIZE: u64 = 1 << 30;
+    let host_port = free_port();
+    let ns = Netns::new();
+    let forwards = format!(
+        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":7000}}]"#
+    );
+    let stack = start_stack(None, &ns, &config(false, &forwards), &[]);
+    stack.assert_ready();
+    let server = ns.start_server(&format!("tcp-pattern-server 7000 {SIZE}"));
+    let mut client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    assert_eq!(send_then_verify(&mut client, SIZE), SIZE);
+    assert_eq!(server.next_line(), format!("received {SIZE} intact"));
+}
+
+/// Host → container: sends `size` bytes of pattern 7, shuts down writing, then reads back and
+/// checks pattern 9 to the end; returns how much came back.
+fn send_then_verify(s: &mut TcpStream, size: u64) -> u64 {
+    let mut gen = Pattern::new(7);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = size;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        gen.fill(&mut buf[..n]);
+        s.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut check = Pattern::new(9);
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            check.verify(&buf[..n]),
+            "corrupted data from the container at byte {got}"
+        );
+        got += n as u64;
+    }
+    got
+}
+
+/// The other end of [`send_then_verify`]: checks pattern 7 to the end, then sends `size` bytes
+/// of pattern 9; returns the helper's report.
+fn verify_then_send(s: &mut TcpStream, size: u64) -> String {
+    let mut check = Pattern::new(7);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        if !check.verify(&buf[..n]) {
+            return format!("corrupted at byte {got}");
+        }
+        got += n as u64;
+    }
+    let mut gen = Pattern::new(9);
+    let mut left = size;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        gen.fill(&mut buf[..n]);
+        s.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    format!("received {got} intact")
 }
 
 #[test]
@@ -867,6 +918,40 @@ fn netstack_carries_resets_both_ways() {
         Err(std::io::ErrorKind::ConnectionReset),
         "the host sees the container's RST"
     );
+}
+
+/// Resets through a published port, from a client on the host's loopback (spliced): either
+/// end's RST reaches the other.
+#[test]
+fn netstack_published_port_carries_resets_both_ways() {
+    let host_port = free_port();
+    let ns = Netns::new();
+    let forwards = format!(
+        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":7000}}]"#
+    );
+    let stack = start_stack(None, &ns, &config(false, &forwards), &[]);
+    stack.assert_ready();
+
+    let server = ns.start_server("tcp-server-reset 7000");
+    let mut client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.write_all(b"x").unwrap();
+    assert_eq!(server.next_line(), "reset sent");
+    let mut data = Vec::new();
+    assert_eq!(
+        client.read_to_end(&mut data).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the client sees the container's RST; {}",
+        stack.log()
+    );
+    drop(server);
+
+    let server = ns.start_server("tcp-server-wait 7000");
+    let client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    (&client).write_all(b"x").unwrap();
+    set_linger_zero(&client);
+    drop(client);
+    assert_eq!(server.next_line(), "reset", "the container sees the client's RST");
 }
 
 #[test]
@@ -1139,32 +1224,38 @@ fn netns_helper() {
             }
         }
         ["tcp-pattern", addr, size] => {
-            let size: u64 = size.parse().unwrap();
             let mut s = TcpStream::connect(addr).unwrap();
-            let mut check = Pattern::new(7);
-            let mut buf = vec![0u8; 1 << 16];
-            let mut got = 0u64;
-            loop {
-                let n = s.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                if !check.verify(&buf[..n]) {
-                    say(format!("corrupted at byte {got}"));
-                    return;
-                }
-                got += n as u64;
+            say(verify_then_send(&mut s, size.parse().unwrap()));
+        }
+        ["tcp-pattern-server", port, size] => {
+            let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
+            say("listening".into());
+            let (mut s, _) = l.accept().unwrap();
+            say(verify_then_send(&mut s, size.parse().unwrap()));
+        }
+        ["tcp-server-reset", port] => {
+            // Reads one message, then resets.
+            let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
+            say("listening".into());
+            let (s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 16];
+            let _ = (&s).read(&mut buf);
+            set_linger_zero(&s);
+            drop(s);
+            say("reset sent".into());
+        }
+        ["tcp-server-wait", port] => {
+            // Reads to the end, and says how it ended.
+            let l = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();
+            say("listening".into());
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(timeout).unwrap();
+            let mut data = Vec::new();
+            match s.read_to_end(&mut data) {
+                Ok(_) => say(format!("closed after {} bytes", data.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => say("reset".into()),
+                Err(e) => say(format!("error {e}")),
             }
-            let mut gen = Pattern::new(9);
-            let mut left = size;
-            while left > 0 {
-                let n = (left as usize).min(buf.len());
-                gen.fill(&mut buf[..n]);
-                s.write_all(&buf[..n]).unwrap();
-                left -= n as u64;
-            }
-            s.shutdown(Shutdown::Write).unwrap();
-            say(format!("received {got} intact"));
         }
         _ => panic!("unknown helper task {task:?}"),
     }

@@ -100,24 +100,32 @@ fn published_port_reaches_the_container_and_is_freed() {
         "bb",
         "sh",
         "-c",
-        "while true; do echo hi-from-container | nc -l -p 80; done",
+        // Answers with the container's view of its connections.
+        "while true; do nc -l -p 80 -e netstat -tn; done",
     ])
     .success();
     // The stack listens as soon as the container starts; nc inside a moment later.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let reply = loop {
+    let (reply, client) = loop {
         let mut text = String::new();
+        let mut client = None;
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            client = s.local_addr().ok();
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = s.read_to_string(&mut text);
         }
-        if !text.is_empty() {
-            break text;
+        if let (false, Some(client)) = (text.is_empty(), client) {
+            break (text, client);
         }
         assert!(Instant::now() < deadline, "no answer on the published port");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(reply, "hi-from-container\n");
+    // The container sees the client as it is, 127.0.0.1 and its port (spliced in from the
+    // container's loopback; through the tap it would be the gateway).
+    assert!(
+        reply.contains(&format!("127.0.0.1:{} ", client.port())),
+        "{client}: {reply}"
+    );
     // Taken while the container runs; free again at once when it is gone.
     assert!(
         TcpListener::bind(("127.0.0.1", port)).is_err(),
