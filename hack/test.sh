@@ -2,8 +2,8 @@
 # burrow's test suite, as CI runs it (.ci/run calls this):
 #   packages, test users, devices, a systemd user manager for burrowtest, then
 #   build + rustfmt + clippy + unit tests (as root), then the end-to-end suite (tests/tests/e2e) run as
-#   burrowtest (has a subuid range; every test but the norange_ ones) and as burrownorange (no range;
-#   only the norange_ ones).
+#   burrowtest (has a subuid range; every test but the norange_ and asroot_ ones), as burrownorange (no
+#   range; only the norange_ ones) and as root (only the asroot_ ones, which run burrow as burrowtest).
 #
 # Usage: sudo hack/test.sh
 #   BURROW_TEST_FILTER=NAME   run only the e2e tests whose name contains NAME (build steps still run)
@@ -139,23 +139,35 @@ run_e2e() {
     exec timeout -k 30 "$E2E_TIMEOUT" runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" PATH="$USER_PATH" \
       LANG=C.UTF-8 RUST_BACKTRACE="${RUST_BACKTRACE:-0}" XDG_RUNTIME_DIR="/run/user/$uid" \
       BURROW_BIN="$BURROW_BIN" BURROW_TEST_SYSTEMD="$BURROW_TEST_SYSTEMD" BURROW_TEST_TMPDIR="$tmp" \
+      BURROW_TEST_USER="$BURROW_TEST_USER" \
       "$E2E_BIN" "$@"
   ) 2>&1 | tee "$LOG_DIR/$name.log" || rc=$?
   ((rc != 124)) || log "the e2e pass as $user took longer than E2E_TIMEOUT=$E2E_TIMEOUT s: stopped"
   return "$rc"
 }
 
+# selected_tests PATTERN: the e2e tests the filter selects whose name contains PATTERN.
+selected_tests() {
+  "$E2E_BIN" --list ${FILTER:+"$FILTER"} 2>/dev/null | sed -n 's/: test$//p' | grep -F "$1" || true
+}
+
 step_e2e() {
-  local rc=0 norange=()
-  # Every test except the norange_ ones, as the user with a subuid range.
-  run_e2e "$BURROW_TEST_USER" e2e-range ${FILTER:+"$FILTER"} --skip norange_ --test-threads=2 || rc=1
+  local rc=0 norange=() asroot=()
+  # Every test except the norange_ and asroot_ ones, as the user with a subuid range.
+  run_e2e "$BURROW_TEST_USER" e2e-range ${FILTER:+"$FILTER"} --skip norange_ --skip asroot_ --test-threads=2 || rc=1
   # The norange_ tests (those the filter selects), as the user without one.
-  mapfile -t norange < <("$E2E_BIN" --list ${FILTER:+"$FILTER"} 2>/dev/null |
-    sed -n 's/: test$//p' | grep norange_ || true)
+  mapfile -t norange < <(selected_tests norange_)
   if ((${#norange[@]})); then
     run_e2e "$BURROW_NORANGE_USER" e2e-norange --exact --test-threads=2 "${norange[@]}" || rc=1
   else
     log "no norange_ test selected by the filter '$FILTER': skipping the $BURROW_NORANGE_USER pass"
+  fi
+  # The asroot_ tests, as root (they run burrow as the user with a range).
+  mapfile -t asroot < <(selected_tests asroot_)
+  if ((${#asroot[@]})); then
+    run_e2e root e2e-root --exact --test-threads=1 "${asroot[@]}" || rc=1
+  else
+    log "no asroot_ test selected by the filter '$FILTER': skipping the root pass"
   fi
   return "$rc"
 }
@@ -164,7 +176,7 @@ step_e2e() {
 summary() {
   local f line passed=0 failed=0 p q
   log "== summary"
-  for f in "$LOG_DIR"/unit.log "$LOG_DIR"/e2e-range.log "$LOG_DIR"/e2e-norange.log; do
+  for f in "$LOG_DIR"/unit.log "$LOG_DIR"/e2e-range.log "$LOG_DIR"/e2e-norange.log "$LOG_DIR"/e2e-root.log; do
     [[ -e $f ]] || continue
     while IFS= read -r line; do
       p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line")

@@ -3,7 +3,8 @@
 //!
 //! Run it with `sudo hack/test.sh` (as the unprivileged users `burrowtest` and `burrownorange`).
 //! Tests whose name contains `norange_` run only as `burrownorange`, a user with no subuid range;
-//! all the others run only as `burrowtest`.
+//! those whose name contains `asroot_` only as root (to set up what a user cannot, then run burrow
+//! as `burrowtest`); all the others run only as `burrowtest`.
 
 mod t000_harness;
 mod t010_run;
@@ -23,6 +24,7 @@ mod t130_system;
 mod t200_network;
 mod t210_run_network;
 mod t220_user_networks;
+mod t230_asroot_client_address;
 mod t300_registry;
 mod t310_registry_tls_auth;
 mod t320_registry_resume_newer_helpers;
