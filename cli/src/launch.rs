@@ -408,8 +408,8 @@ pub fn start(
             })
             .transpose()?,
     );
-    // Before the command runs: its network, and the record that it runs (so that whatever
-    // happens to us next, the store knows the pid and the next command can clean up).
+    // Before the command runs: its network. (Not yet the record that it runs: the container is
+    // still mounting, and a command that joined it now, such as `exec`, would find no root.)
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
         if let (Some(pending), Some(tap)) = (pending.borrow_mut().take(), tap) {
             // Its network namespace too, so that the stack splices published ports' loopback
@@ -425,10 +425,7 @@ pub fn start(
             *stack.borrow_mut() = Some(process);
         }
         crate::commands::network::attach_all(store, record, &attachments, pid.as_raw())
-            .map_err(|e| crate::exit::message(&e))?;
-        store
-            .set_running(&record.id, pid.as_raw(), monitor_pid)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::exit::message(&e))
     };
     let launched = process::launch(&LaunchOptions {
         spec: &spec,
@@ -444,10 +441,20 @@ pub fn start(
         before_exec: Some(&before_exec),
     });
     match launched {
-        Ok(launched) => Ok(Started {
-            launched,
-            network: stack.into_inner(),
-        }),
+        // Its command runs: from here the store says so. (Should we die before, the container
+        // goes with us: its first process has SIGKILL as its parent-death signal.)
+        Ok(launched) => match store.set_running(&record.id, launched.pid.as_raw(), monitor_pid) {
+            Ok(()) => Ok(Started {
+                launched,
+                network: stack.into_inner(),
+            }),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(launched.pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(launched.pid, None);
+                let _ = store.set_exited(&record.id, 125);
+                Err(e.into())
+            }
+        },
         Err(e) => {
             let _ = store.set_exited(&record.id, e.exit_code());
             Err(ExitError::from(e).into())
