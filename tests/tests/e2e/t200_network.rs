@@ -762,13 +762,7 @@ fn netstack_carries_data_both_ways_intact() {
 #[test]
 fn netstack_published_port_carries_data_both_ways_intact() {
     const SIZE: u64 = 1 << 30;
-    let host_port = free_port();
-    let ns = Netns::new();
-    let forwards = format!(
-        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":7000}}]"#
-    );
-    let stack = start_stack(None, &ns, &config(false, &forwards), &[]);
-    stack.assert_ready();
+    let (host_port, ns, _stack) = published_stack(7000);
     let server = ns.start_server(&format!("tcp-pattern-server 7000 {SIZE}"));
     let mut client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();
     assert_eq!(send_then_verify(&mut client, SIZE), SIZE);
@@ -832,16 +826,23 @@ fn verify_then_send(s: &mut TcpStream, size: u64) -> String {
     format!("received {got} intact")
 }
 
-#[test]
-fn netstack_published_port_takes_500_concurrent_connections() {
-    const N: usize = 500;
+/// A stack for a new namespace, its container port `container_port` published on a free port
+/// of 127.0.0.1: (that port, the namespace, the stack).
+fn published_stack(container_port: u16) -> (u16, Netns, Stack) {
     let host_port = free_port();
     let ns = Netns::new();
     let forwards = format!(
-        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":7000}}]"#
+        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":{container_port}}}]"#
     );
     let stack = start_stack(None, &ns, &config(false, &forwards), &[]);
     stack.assert_ready();
+    (host_port, ns, stack)
+}
+
+#[test]
+fn netstack_published_port_takes_500_concurrent_connections() {
+    const N: usize = 500;
+    let (host_port, ns, _stack) = published_stack(7000);
     let _server = ns.start_server("tcp-echo-server 7000");
     // All open at once, then each one used.
     let mut clients: Vec<TcpStream> = (0..N)
@@ -924,13 +925,7 @@ fn netstack_carries_resets_both_ways() {
 /// end's RST reaches the other.
 #[test]
 fn netstack_published_port_carries_resets_both_ways() {
-    let host_port = free_port();
-    let ns = Netns::new();
-    let forwards = format!(
-        r#","port_forwards":[{{"host_ip":"127.0.0.1","host_port":{host_port},"container_port":7000}}]"#
-    );
-    let stack = start_stack(None, &ns, &config(false, &forwards), &[]);
-    stack.assert_ready();
+    let (host_port, ns, stack) = published_stack(7000);
 
     let server = ns.start_server("tcp-server-reset 7000");
     let mut client = TcpStream::connect(("127.0.0.1", host_port)).unwrap();

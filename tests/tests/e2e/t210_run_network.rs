@@ -3,7 +3,7 @@
 //! Traffic goes only to 127.0.0.1 on the host and to the container's own namespace.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use burrow_tests::TestEnv;
@@ -104,22 +104,7 @@ fn published_port_reaches_the_container_and_is_freed() {
         "while true; do nc -l -p 80 -e netstat -tn; done",
     ])
     .success();
-    // The stack listens as soon as the container starts; nc inside a moment later.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (reply, client) = loop {
-        let mut text = String::new();
-        let mut client = None;
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            client = s.local_addr().ok();
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.read_to_string(&mut text);
-        }
-        if let (false, Some(client)) = (text.is_empty(), client) {
-            break (text, client);
-        }
-        assert!(Instant::now() < deadline, "no answer on the published port");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (reply, client) = read_banner_at(SocketAddr::from(([127, 0, 0, 1], port)));
     // The container sees the client as it is, 127.0.0.1 and its port (spliced in from the
     // container's loopback; through the tap it would be the gateway).
     assert!(
@@ -266,20 +251,27 @@ fn network_container_and_ns_join_another_namespace() {
     env.run(&["rm", "-f", "web", "late"]).success();
 }
 
-/// Reads what a server sends on connecting to 127.0.0.1:`port` (retried until it answers: the
-/// server in the container starts a moment after `run -d` returns).
+/// Reads what a server sends on connecting to 127.0.0.1:`port` (see [`read_banner_at`]).
 fn read_banner(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    read_banner_at(SocketAddr::from(([127, 0, 0, 1], port))).0
+}
+
+/// Reads what `server` sends on connecting, retried until it answers (the server in the container
+/// starts a moment after `run -d` returns, and an `nc` loop restarts between connections); also
+/// the client's address of the connection that got the answer.
+pub(crate) fn read_banner_at(server: SocketAddr) -> (String, SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut text = String::new();
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut s) = TcpStream::connect_timeout(&server, Duration::from_secs(5)) {
+            let client = s.local_addr().unwrap();
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = s.read_to_string(&mut text);
+            if !text.is_empty() {
+                return (text, client);
+            }
         }
-        if !text.is_empty() {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no answer on port {port}");
+        assert!(Instant::now() < deadline, "no answer from {server}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

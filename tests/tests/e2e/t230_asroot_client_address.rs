@@ -5,7 +5,7 @@
 //! root (and only there); burrow itself runs as `$BURROW_TEST_USER`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use burrow_tests::TestEnv;
 
+use crate::t210_run_network::read_banner_at;
+
 /// Set for the part that runs as the test user inside the first namespace.
 const SERVE_ENV: &str = "BURROW_ASROOT_SERVE";
 const PORT: u16 = 8080;
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The two namespaces and the veth pair between them; removed on drop, with every process left in
 /// the first.
@@ -75,29 +76,15 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Connects to the published port from inside namespace `name` (a thread that joins it) until
-/// the container answers (its `nc` restarts between connections); returns the client's address
-/// and the answer.
+/// What the container answers a client in namespace `name` (a thread that joins it), and the
+/// client's address.
 fn connect_from(name: &str) -> (SocketAddr, String) {
     let path = format!("/run/netns/{name}");
     std::thread::spawn(move || {
         let ns = std::fs::File::open(&path).expect("the client namespace");
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("joining the client namespace");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let server = SocketAddr::from(([192, 0, 2, 1], PORT));
-            if let Ok(mut s) = TcpStream::connect_timeout(&server, Duration::from_secs(5)) {
-                let local = s.local_addr().unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut reply = String::new();
-                let _ = s.read_to_string(&mut reply);
-                if !reply.is_empty() {
-                    return (local, reply);
-                }
-            }
-            assert!(Instant::now() < deadline, "no answer on the published port");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (reply, client) = read_banner_at(SocketAddr::from(([192, 0, 2, 1], PORT)));
+        (client, reply)
     })
     .join()
     .expect("the client thread")
@@ -192,19 +179,7 @@ fn serve_published_port_for_asroot() {
     ])
     .success();
     // Ready once it answers (from 192.0.2.1 itself: through the stack, like any other client).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut reply = String::new();
-        if let Ok(mut s) = TcpStream::connect(("192.0.2.1", PORT)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.read_to_string(&mut reply);
-        }
-        if !reply.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no answer on the published port");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    read_banner_at(SocketAddr::from(([192, 0, 2, 1], PORT)));
     println!("SERVING");
     std::io::stdout().flush().unwrap();
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
