@@ -772,49 +772,26 @@ fn netstack_published_port_carries_data_both_ways_intact() {
 /// Host → container: sends `size` bytes of pattern 7, shuts down writing, then reads back and
 /// checks pattern 9 to the end; returns how much came back.
 fn send_then_verify(s: &mut TcpStream, size: u64) -> u64 {
-    let mut gen = Pattern::new(7);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut left = size;
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        gen.fill(&mut buf[..n]);
-        s.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
-    }
-    s.shutdown(Shutdown::Write).unwrap();
-    let mut check = Pattern::new(9);
-    let mut got = 0u64;
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        assert!(
-            check.verify(&buf[..n]),
-            "corrupted data from the container at byte {got}"
-        );
-        got += n as u64;
-    }
-    got
+    send_pattern(s, 7, size);
+    read_pattern(s, 9).unwrap_or_else(|at| panic!("corrupted data from the container at byte {at}"))
 }
 
 /// The other end of [`send_then_verify`]: checks pattern 7 to the end, then sends `size` bytes
 /// of pattern 9; returns the helper's report.
 fn verify_then_send(s: &mut TcpStream, size: u64) -> String {
-    let mut check = Pattern::new(7);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0u64;
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
+    match read_pattern(s, 7) {
+        Ok(got) => {
+            send_pattern(s, 9, size);
+            format!("received {got} intact")
         }
-        if !check.verify(&buf[..n]) {
-            return format!("corrupted at byte {got}");
-        }
-        got += n as u64;
+        Err(at) => format!("corrupted at byte {at}"),
     }
-    let mut gen = Pattern::new(9);
+}
+
+/// Sends `size` bytes of pattern `seed`, then shuts down writing.
+fn send_pattern(s: &mut TcpStream, seed: u64, size: u64) {
+    let mut gen = Pattern::new(seed);
+    let mut buf = vec![0u8; 1 << 16];
     let mut left = size;
     while left > 0 {
         let n = (left as usize).min(buf.len());
@@ -823,7 +800,23 @@ fn verify_then_send(s: &mut TcpStream, size: u64) -> String {
         left -= n as u64;
     }
     s.shutdown(Shutdown::Write).unwrap();
-    format!("received {got} intact")
+}
+
+/// Reads to the end, checking pattern `seed`: how many bytes, or where they went wrong.
+fn read_pattern(s: &mut TcpStream, seed: u64) -> Result<u64, u64> {
+    let mut check = Pattern::new(seed);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return Ok(got);
+        }
+        if !check.verify(&buf[..n]) {
+            return Err(got);
+        }
+        got += n as u64;
+    }
 }
 
 /// A stack for a new namespace, its container port `container_port` published on a free port
