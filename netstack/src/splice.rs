@@ -26,6 +26,9 @@ use crate::tcp::{connect_result, reset};
 
 /// Asked of each splice call: the pipe's free space bounds what it moves.
 const SPLICE_MAX: usize = 1 << 20;
+/// The most one direction of a connection moves per turn of the event loop, so that a fast
+/// connection does not hold the loop (and every other flow) for as long as its peers keep up.
+const STEP_BUDGET: usize = 4 << 20;
 /// The size of the first connections' pipes: fewer, larger moves (iperf3 through a published
 /// port here: about 15 Gbit/s with the default 64 KiB, 19 with 512 KiB).
 const LARGE_PIPE: usize = 512 * 1024;
@@ -44,6 +47,9 @@ pub struct Splicer {
     conns: Slab<Spliced>,
     max: usize,
     large_pipes: usize,
+    /// Connections that stopped at their budget with more to move: stepped again next turn
+    /// (their sockets, edge-triggered, will not say so again).
+    ready: Vec<usize>,
 }
 
 struct Spliced {
@@ -69,8 +75,20 @@ struct Pipe {
     shut: bool,
 }
 
+/// Why a pump stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Pump {
+    /// A socket would block: it says when it is ready.
+    Blocked,
+    /// The budget is spent; there may be more.
+    Budget,
+}
+
 enum Verdict {
+    /// Waiting for a socket to be ready.
     Open,
+    /// Stopped at its budget, with more to move.
+    More,
     Done,
     Reset,
 }
@@ -84,6 +102,7 @@ impl Splicer {
             conns: Slab::default(),
             max,
             large_pipes: 0,
+            ready: Vec::new(),
         }
     }
 
@@ -136,14 +155,33 @@ impl Splicer {
         Ok(())
     }
 
+    /// Whether connections wait for another turn (the loop must not sleep).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Steps the connections that stopped at their budget last turn.
+    pub fn step_ready(&mut self, registry: &Registry) {
+        for index in std::mem::take(&mut self.ready) {
+            self.on_event(registry, index);
+        }
+    }
+
     /// A socket of connection `index` is ready: move what can be moved; drop it when done.
     pub fn on_event(&mut self, registry: &Registry, index: usize) {
         let Some(conn) = self.conns.get_mut(index) else {
             return;
         };
         let verdict = conn.step();
-        if matches!(verdict, Verdict::Open) {
-            return;
+        match verdict {
+            Verdict::Open => return,
+            Verdict::More => {
+                if !self.ready.contains(&index) {
+                    self.ready.push(index);
+                }
+                return;
+            }
+            Verdict::Done | Verdict::Reset => {}
         }
         let mut conn = self.conns.remove(index).expect("connection exists");
         self.large_pipes -= 2 * usize::from(conn.large_pipes);
@@ -166,6 +204,7 @@ impl Splicer {
             }
         }
         self.large_pipes = 0;
+        self.ready.clear();
     }
 
     /// A socket in the container's namespace, bound to `source` (its port if free, else any),
@@ -233,13 +272,17 @@ impl Spliced {
                 Some(Ok(())) => self.connected = true,
             }
         }
-        if self.up.pump(&self.host, &self.container).is_err()
-            || self.down.pump(&self.container, &self.host).is_err()
-        {
-            return Verdict::Reset;
-        }
+        let (up, down) = match (
+            self.up.pump(&self.host, &self.container),
+            self.down.pump(&self.container, &self.host),
+        ) {
+            (Ok(up), Ok(down)) => (up, down),
+            _ => return Verdict::Reset,
+        };
         if self.up.finished() && self.down.finished() {
             Verdict::Done
+        } else if up == Pump::Budget || down == Pump::Budget {
+            Verdict::More
         } else {
             Verdict::Open
         }
@@ -265,15 +308,19 @@ impl Pipe {
     }
 
     /// Moves what it can from `from` to `to`, until one of them would block (each then says
-    /// when it is ready: the sockets are edge-triggered). An error is a reset or a failure:
-    /// the connection is reset both ways.
-    fn pump(&mut self, from: &TcpStream, to: &TcpStream) -> io::Result<()> {
+    /// when it is ready: the sockets are edge-triggered) or [`STEP_BUDGET`] bytes went. An
+    /// error is a reset or a failure: the connection is reset both ways.
+    fn pump(&mut self, from: &TcpStream, to: &TcpStream) -> io::Result<Pump> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        let mut moved = 0;
         loop {
             if self.len > 0 {
                 match splice(&self.read, None, to, None, self.len, flags) {
-                    Ok(n) => self.len -= n,
-                    Err(Errno::EAGAIN) => return Ok(()),
+                    Ok(n) => {
+                        self.len -= n;
+                        moved += n;
+                    }
+                    Err(Errno::EAGAIN) => return Ok(Pump::Blocked),
                     Err(Errno::EINTR) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -284,7 +331,10 @@ impl Pipe {
                     self.shut = true;
                     let _ = to.shutdown(std::net::Shutdown::Write);
                 }
-                return Ok(());
+                return Ok(Pump::Blocked);
+            }
+            if moved >= STEP_BUDGET {
+                return Ok(Pump::Budget);
             }
             // Only read into an empty pipe, so that EAGAIN means the socket has nothing.
             match splice(from, None, &self.write, None, SPLICE_MAX, flags) {
@@ -296,7 +346,7 @@ impl Pipe {
                     self.eof = true;
                 }
                 Ok(n) => self.len = n,
-                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EAGAIN) => return Ok(Pump::Blocked),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -340,7 +390,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match spliced.step() {
-                Verdict::Open => assert!(Instant::now() < deadline, "the splice never ended"),
+                Verdict::Open | Verdict::More => {
+                    assert!(Instant::now() < deadline, "the splice never ended")
+                }
                 verdict => return verdict,
             }
             std::thread::sleep(Duration::from_millis(1));

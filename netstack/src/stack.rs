@@ -259,7 +259,8 @@ impl Stack {
             // Frames the tap refused are retried every turn (a tap rarely refuses, and its
             // writability is not reliably signalled), soon if they stay.
             let blocked = self.device.has_pending() && !self.device.flush();
-            let timeout = if tap_readable || self.device.rx_queued() > 0 {
+            let splices_ready = self.splicer.as_ref().is_some_and(Splicer::has_ready);
+            let timeout = if tap_readable || self.device.rx_queued() > 0 || splices_ready {
                 Some(Duration::ZERO)
             } else if blocked {
                 Some(Duration::from_millis(1))
@@ -311,6 +312,9 @@ impl Stack {
                         }
                     }
                 }
+            }
+            if let Some(splicer) = &mut self.splicer {
+                splicer.step_ready(registry);
             }
             if tap_readable {
                 tap_readable = self.read_tap(registry, now)?;
