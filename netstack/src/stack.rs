@@ -279,6 +279,10 @@ impl Stack {
                 Err(e) => return Err(StackError::Poll(e)),
             }
             let now = Instant::now();
+            // Before this turn's events: what stopped at its budget last turn.
+            if let Some(splicer) = &mut self.splicer {
+                splicer.step_ready(registry);
+            }
             for event in events.iter() {
                 match event.token() {
                     TAP => {
@@ -312,9 +316,6 @@ impl Stack {
                         }
                     }
                 }
-            }
-            if let Some(splicer) = &mut self.splicer {
-                splicer.step_ready(registry);
             }
             if tap_readable {
                 tap_readable = self.read_tap(registry, now)?;
