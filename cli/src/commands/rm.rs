@@ -60,8 +60,12 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         // rm -a removes every container anyway: dependents go first.
         let result = found.and_then(|c| remove(store, &args, args.depend || args.all, c, &mut removed, 0));
         if let Err(e) = result {
-            // Already gone as a dependent of an earlier one: not an error under -a.
-            if args.all && removed.iter().any(|id: &String| id.starts_with(name.as_str())) {
+            // Already gone, as a dependent of an earlier one or by its own --rm monitor since
+            // the listing: not an error under -a (as Podman).
+            if args.all
+                && (removed.iter().any(|id: &String| id.starts_with(name.as_str()))
+                    || crate::sdunits::is_no_such_container(&e))
+            {
                 continue;
             }
             eprintln!("Error: {}", crate::exit::message(&e));
