@@ -12,6 +12,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     /// Attach to a running container
     Attach(attach::AttachArgs),

@@ -106,7 +106,8 @@ pub fn print_inspected<T: serde::Serialize>(
     }
 }
 
-/// The flags of `volume prune` and `network prune`.
+// The flags of `volume prune` and `network prune` (a plain comment: a doc comment would
+// replace their own about once their flags are deferred).
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// Do not prompt for confirmation

@@ -8,6 +8,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum GenerateCommand {
     /// Generate systemd units
     Systemd(SystemdArgs),

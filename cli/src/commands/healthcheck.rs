@@ -4,6 +4,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum HealthcheckCommand {
     /// Run the health check of a container
     Run {

@@ -17,6 +17,7 @@ struct HelperCli {
 }
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 enum Helper {
     #[command(name = "__monitor")]
     Monitor(monitor::MonitorArgs),

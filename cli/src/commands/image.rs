@@ -10,6 +10,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Check if an image exists in local storage
     Exists {

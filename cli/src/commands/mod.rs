@@ -67,7 +67,9 @@ use crate::GlobalOptions;
 pub mod format;
 
 // Deferred: each command's flags are built only when it is the one run (the whole tree costs
-// about 1 ms of every command's start).
+// about 1 ms of every command's start). clap builds a nested command group (`container`,
+// `image`, ...) at once, with its own variants' flags unless its enum is deferred as well:
+// each of them is.
 #[derive(Debug, clap::Subcommand)]
 #[command(defer = true)]
 pub enum Command {

@@ -32,6 +32,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Connect a container to a network
     Connect(ConnectArgs),

@@ -12,6 +12,7 @@ use crate::exit::ExitError;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum SystemdCommand {
     /// Turn your quadlet files into units now, and again whenever one changes (no root needed)
     ///

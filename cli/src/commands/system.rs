@@ -4,6 +4,7 @@ use super::{system_clean, system_df};
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum SystemCommand {
     /// Show burrow disk usage
     Df(system_df::DfArgs),

@@ -16,6 +16,7 @@ use crate::context::Engine;
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a new volume
     Create(CreateArgs),
