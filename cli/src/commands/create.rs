@@ -452,7 +452,14 @@ pub fn prepare_with_id(
     if user_net.is_none() && (args.ip.is_some() || !args.network_alias.is_empty()) {
         bail!("--ip and --network-alias need --network NAME of a network made with `burrow network create`");
     }
-    let (requires, link_hosts) = super::links::resolve(&engine.store, &args.requires, &args.link)?;
+    let (mut requires, link_hosts) = super::links::resolve(&engine.store, &args.requires, &args.link)?;
+    // The container whose network this one joins is a dependency, as Podman has it: it starts
+    // first, and cannot be removed while this one exists (but with `rm --depend`).
+    if let Some(JoinNetwork::Container(other)) = &join_network {
+        if !requires.contains(other) {
+            requires.push(other.clone());
+        }
+    }
     let mut add_hosts = args.add_host.clone();
     add_hosts.extend(link_hosts);
     let gateway = super::links::gateway(network, slirp.as_ref(), &args.link)?;

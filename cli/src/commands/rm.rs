@@ -58,7 +58,10 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
             continue;
         }
         // rm -a removes every container anyway: dependents go first.
-        let result = found.and_then(|c| remove(store, &args, args.depend || args.all, c, &mut removed, 0));
+        // Printed as given, as Podman and Docker do; `rm -a` and `rm --depend` print ids.
+        let shown = (!args.depend).then_some(name.as_str());
+        let result =
+            found.and_then(|c| remove(store, &args, args.depend || args.all, c, shown, &mut removed, 0));
         if let Err(e) = result {
             // Already gone, as a dependent of an earlier one or by its own --rm monitor since
             // the listing: not an error under -a (as Podman).
@@ -82,12 +85,13 @@ pub fn rm(args: RmArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
 }
 
 /// Removes `c`, after its dependents with `depend` (else they make it an error); prints
-/// the id of each container removed.
+/// each container removed: `c` as `shown`, if given, the others by id.
 fn remove(
     store: &burrow_storage::Store,
     args: &RmArgs,
     depend: bool,
     mut c: burrow_storage::ContainerRecord,
+    shown: Option<&str>,
     removed: &mut Vec<String>,
     depth: usize,
 ) -> anyhow::Result<()> {
@@ -108,7 +112,7 @@ fn remove(
         .into());
     }
     for d in dependents {
-        remove(store, args, depend, d, removed, depth + 1)?;
+        remove(store, args, depend, d, None, removed, depth + 1)?;
     }
     store.refresh_state(&mut c)?;
     if c.state == ContainerState::Running {
@@ -128,7 +132,7 @@ fn remove(
     // A `burrow mount` of it would keep its overlay in the mount holder's namespace.
     super::mount::release(store, &c);
     super::network::remove_container(store, &c.id, args.volumes)?;
-    println!("{}", c.id);
+    println!("{}", shown.unwrap_or(&c.id));
     removed.push(c.id);
     Ok(())
 }

@@ -245,10 +245,11 @@ fn network_container_and_ns_join_another_namespace() {
     ])
     .success();
     env.run(&["stop", "-t", "0", "web"]).success();
-    let stopped = env.run(&["start", "late"]);
-    assert_eq!(stopped.code, 125, "{stopped}");
-    assert!(stopped.stderr.contains("not running"), "{stopped}");
-    env.run(&["rm", "-f", "web", "late"]).success();
+    // The container whose network it joins is a dependency: started first, as Podman does.
+    env.run(&["start", "late"]).success();
+    let web = env.run(&["inspect", "--format", "{{.State.Status}}", "web"]);
+    assert_eq!(web.success().stdout_trimmed(), "running", "{web}");
+    env.run(&["rm", "-f", "late", "web"]).success();
 }
 
 /// Reads what a server sends on connecting to 127.0.0.1:`port` (see [`read_banner_at`]).

@@ -190,6 +190,55 @@ fn requires_starts_first_and_rm_depend_removes_dependents() {
 }
 
 #[test]
+fn a_joined_network_is_a_dependency_and_rm_prints_what_it_was_given() {
+    let env = env_with_busybox();
+    env.run(&["create", "--name", "base", "bb", "sleep", "300"])
+        .success();
+    let base_id = inspect(&env, "base", "{{.Id}}");
+    env.run(&[
+        "create",
+        "--name",
+        "joined",
+        "--network",
+        "container:base",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .success();
+    let joined_id = inspect(&env, "joined", "{{.Id}}");
+    // Starting it starts the container whose network it joins, as Podman does.
+    env.run(&["start", "joined"]).success();
+    assert_eq!(inspect(&env, "base", "{{.State.Status}}"), "running");
+    let refused = env.run(&["rm", "-f", "base"]);
+    assert_eq!(refused.code, 125, "{refused}");
+    assert!(refused.stderr.contains("has dependent containers"), "{refused}");
+    assert_eq!(
+        inspect(&env, "base", "{{.State.Status}}"),
+        "running",
+        "nothing removed"
+    );
+    // --depend prints ids, the dependent first.
+    let out = env.run(&["rm", "-f", "--depend", "base"]);
+    assert_eq!(out.success().stdout, format!("{joined_id}\n{base_id}\n"), "{out}");
+    // A name or an id prefix comes back as given (Podman and Docker), -a gives ids.
+    env.run(&["create", "--name", "named", "bb", "true"]).success();
+    let prefixed = env
+        .run(&["create", "bb", "true"])
+        .success()
+        .stdout_trimmed()
+        .to_string();
+    env.run(&["create", "--name", "rest", "bb", "true"]).success();
+    let rest_id = inspect(&env, "rest", "{{.Id}}");
+    assert_eq!(env.run(&["rm", "named"]).success().stdout, "named\n");
+    assert_eq!(
+        env.run(&["rm", &prefixed[..8]]).success().stdout,
+        format!("{}\n", &prefixed[..8])
+    );
+    assert_eq!(env.run(&["rm", "-a"]).success().stdout, format!("{rest_id}\n"));
+}
+
+#[test]
 fn link_names_the_host_in_etc_hosts_and_reaches_published_ports() {
     let env = env_with_busybox();
     let serve = "while true; do echo linked | nc -l -p 80; done";
