@@ -247,11 +247,21 @@ pub fn cp(args: CpArgs, global: &GlobalOptions) -> Result<i32> {
         (Side::Container(..), Side::Container(..)) => {
             bail!("copying between containers is not supported: copy to the host first")
         }
-        _ => bail!(
-            "invalid arguments {} and {}: one must be CONTAINER:PATH",
-            args.src,
-            args.dest
-        ),
+        _ => {
+            // Shaped as CONTAINER:PATH but naming no container: say which (as Podman does).
+            let named = [&args.src, &args.dest]
+                .into_iter()
+                .filter_map(|a| a.split_once(':').map(|(c, _)| c))
+                .find(|c| !c.is_empty() && !c.contains('/'));
+            match named {
+                Some(ctr) => bail!("container {ctr:?} does not exist"),
+                None => bail!(
+                    "invalid arguments {} and {}: one must be CONTAINER:PATH",
+                    args.src,
+                    args.dest
+                ),
+            }
+        }
     }
 }
 

@@ -369,6 +369,12 @@ fn cp_round_trips_a_tree_with_owners_and_modes() {
             .contains("\"/nope\" could not be found on container src"),
         "{missing}"
     );
+    let unknown = env.run(&["cp", "nosuch:/etc", &host.to_string_lossy()]);
+    assert_eq!(unknown.code, 125);
+    assert!(
+        unknown.stderr.contains("container \"nosuch\" does not exist"),
+        "{unknown}"
+    );
 }
 
 #[test]
