@@ -181,16 +181,18 @@ pub struct Published {
 /// with (the launch description's `network.port_forwards`). Read as JSON, so that this
 /// works with any launch description that has these fields.
 pub fn published_ports(store: &Store, record: &ContainerRecord) -> Vec<Published> {
-    let bound = std::fs::read_to_string(store.container_dirs(&record.id).bundle.join("ports.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
     let configured = serde_json::from_str::<Value>(&record.config)
         .ok()
-        .and_then(|v| v.get("network")?.get("port_forwards").cloned());
-    let list = match (&bound, record.state) {
-        (Some(b), ContainerState::Running) => b.clone(),
-        _ => configured.unwrap_or(Value::Null),
-    };
+        .and_then(|v| v.get("network")?.get("port_forwards").cloned())
+        .unwrap_or(Value::Null);
+    // Only a running container that publishes something has the file (`ps` asks for every
+    // container).
+    let publishes = configured.as_array().is_some_and(|a| !a.is_empty());
+    let bound = (publishes && record.state == ContainerState::Running)
+        .then(|| std::fs::read_to_string(store.container_dirs(&record.id).bundle.join("ports.json")).ok())
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let list = bound.unwrap_or(configured);
     list.as_array()
         .into_iter()
         .flatten()

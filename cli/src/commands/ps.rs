@@ -4,6 +4,7 @@ use anyhow::bail;
 use burrow_storage::{ContainerRecord, ContainerState};
 use serde_json::{json, Value};
 
+use super::ctrinspect::{published_ports, Published};
 use super::format::{self, since, Format};
 use crate::context::Engine;
 use crate::GlobalOptions;
@@ -100,10 +101,64 @@ fn status(c: &ContainerRecord) -> String {
     }
 }
 
-fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
+/// Podman's and Docker's PORTS column: `HOST_IP:HOST_PORT->PORT/PROTO`, runs of consecutive
+/// ports as ranges (`0.0.0.0:8080-8081->80-81/tcp`), joined by ", ".
+fn ports_column(ports: &[Published]) -> String {
+    let mut runs: Vec<(&Published, u16)> = Vec::new(); // first port of a run, its length
+    for p in ports {
+        if let Some((first, len)) = runs.last_mut() {
+            let follows = first.host_ip == p.host_ip
+                && first.protocol == p.protocol
+                && u32::from(first.host_port) + u32::from(*len) == u32::from(p.host_port)
+                && u32::from(first.container_port) + u32::from(*len) == u32::from(p.container_port);
+            if follows {
+                *len += 1;
+                continue;
+            }
+        }
+        runs.push((p, 1));
+    }
+    let range = |start: u16, len: u16| match len {
+        1 => start.to_string(),
+        _ => format!("{start}-{}", u32::from(start) + u32::from(len) - 1),
+    };
+    runs.iter()
+        .map(|(p, len)| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip,
+                range(p.host_port, *len),
+                range(p.container_port, *len),
+                p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Podman's `{{.Labels}}` is the map; Docker's a `k=v,k2=v2` string.
+fn labels_value(labels: &std::collections::BTreeMap<String, String>) -> Value {
+    if crate::docker::active() {
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return Value::String(pairs.join(","));
+    }
+    json!(labels)
+}
+
+fn row(store: &burrow_storage::Store, c: &ContainerRecord, no_trunc: bool) -> Value {
     let launch = crate::launch::summary(c).ok();
     let command: Vec<String> = launch.as_ref().map(|l| l.command.clone()).unwrap_or_default();
     let image = launch.as_ref().map(|l| l.image.clone()).unwrap_or_default();
+    // Read again (as JSON, with the bound ports) only for a container that publishes some.
+    let publishes = launch
+        .as_ref()
+        .and_then(|l| l.network.as_ref())
+        .is_some_and(|n| !n.port_forwards.is_empty());
+    let ports = if publishes {
+        published_ports(store, c)
+    } else {
+        Vec::new()
+    };
     let id = if no_trunc {
         c.id.clone()
     } else {
@@ -125,7 +180,8 @@ fn row(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Pid": c.pid.unwrap_or(0),
         "AutoRemove": c.auto_remove,
         "Names": c.name,
-        "Ports": "",
+        "Ports": ports_column(&ports),
+        "Labels": labels_value(&launch.as_ref().map(|l| l.labels.clone()).unwrap_or_default()),
         "Restarts": c.restarts,
     })
 }
@@ -214,7 +270,7 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         if !all && c.state != ContainerState::Running {
             continue;
         }
-        let mut r = row(c, args.no_trunc);
+        let mut r = row(&engine.store, c, args.no_trunc);
         crate::health::annotate_status(&engine.store, c, &mut r);
         if let Some(sizes) = &sizes {
             let size = sizes.of(&engine.store, c);
@@ -280,4 +336,38 @@ pub fn ps(args: PsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     }
     format::print(&format, &rows, HEADERS)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(host_ip: &str, host_port: u16, container_port: u16, protocol: &str) -> Published {
+        Published {
+            host_ip: host_ip.into(),
+            host_port,
+            container_port,
+            protocol: protocol.into(),
+        }
+    }
+
+    #[test]
+    fn ports_column_joins_runs_into_ranges() {
+        assert_eq!(ports_column(&[]), "");
+        assert_eq!(
+            ports_column(&[published("127.0.0.1", 8080, 80, "tcp")]),
+            "127.0.0.1:8080->80/tcp"
+        );
+        let ports = [
+            published("0.0.0.0", 8080, 80, "tcp"),
+            published("0.0.0.0", 8081, 81, "tcp"),
+            published("0.0.0.0", 8082, 82, "tcp"),
+            published("0.0.0.0", 8083, 82, "udp"),
+            published("0.0.0.0", 9000, 90, "tcp"),
+        ];
+        assert_eq!(
+            ports_column(&ports),
+            "0.0.0.0:8080-8082->80-82/tcp, 0.0.0.0:8083->82/udp, 0.0.0.0:9000->90/tcp"
+        );
+    }
 }

@@ -30,6 +30,13 @@ fn labels_and_annotations() {
     assert_eq!(filtered.success().stdout_trimmed(), "l", "{filtered}");
     let by_key = env.run(&["ps", "-a", "--filter", "label=flag", "--format", "{{.Names}}"]);
     assert_eq!(by_key.success().stdout_trimmed(), "l", "{by_key}");
+    // Podman's {{.Labels}} is the map.
+    let labels = env.run(&["ps", "-a", "--filter", "name=^l$", "--format", "{{.Labels}}"]);
+    assert_eq!(
+        labels.success().stdout_trimmed(),
+        "map[flag: tier:web]",
+        "{labels}"
+    );
     let label = env.run(&["inspect", "--format", "{{.Config.Labels.tier}}", "l"]);
     assert_eq!(label.success().stdout_trimmed(), "web", "{label}");
     // Annotations reach the OCI spec (config.json) when the container starts.

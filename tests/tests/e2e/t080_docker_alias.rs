@@ -110,4 +110,26 @@ fn invoked_as_docker_it_speaks_dockers_exit_codes() {
     let command = run(&["ps", "--format", "{{.Command}}"]);
     assert_eq!(command.success().stdout, "\"sleep 300\"\n", "Docker quotes it");
     run(&["rm", "-f", "web"]).success();
+    // Docker's {{.Labels}} is a k=v list; the PORTS column is Docker's (and Podman's).
+    run(&[
+        "create",
+        "--name",
+        "labelled",
+        "--label",
+        "b=2",
+        "--label",
+        "a=1",
+        "-p",
+        "127.0.0.1:18081-18082:80-81",
+        "-p",
+        "18083:90/udp",
+        "bb",
+        "true",
+    ])
+    .success();
+    let row = run(&["ps", "-a", "--format", "{{.Labels}} {{.Ports}}"]);
+    assert_eq!(
+        row.success().stdout_trimmed(),
+        "a=1,b=2 127.0.0.1:18081-18082->80-81/tcp, 0.0.0.0:18083->90/udp"
+    );
 }
