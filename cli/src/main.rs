@@ -46,12 +46,15 @@ impl GlobalOptions {
     }
 }
 
+// A flag given twice is no error, the last one counts, as with Podman and Docker (`--rm`
+// from an alias and again on the line); lists (`-e`, `-v`, ...) still collect each.
 #[derive(Debug, Parser)]
 #[command(
     name = "burrow",
     about = "Rootless, daemonless containers",
     disable_version_flag = true,
-    max_term_width = 100
+    max_term_width = 100,
+    args_override_self = true
 )]
 struct Cli {
     #[command(flatten)]

@@ -85,6 +85,25 @@ fn invoked_as_docker_it_speaks_dockers_exit_codes() {
     let bad = run(&["ps", "--bogus"]);
     assert_eq!(bad.code, 125, "{bad}");
     assert!(bad.stderr.contains("See 'docker --help'"), "{bad}");
+    // A flag given twice is no error (the last counts); a list flag collects each.
+    let twice = run(&[
+        "run",
+        "--rm",
+        "--rm",
+        "-e",
+        "A=1",
+        "-e",
+        "B=2",
+        "--name",
+        "x",
+        "--name",
+        "y",
+        "bb",
+        "sh",
+        "-c",
+        "echo $A$B",
+    ]);
+    assert_eq!(twice.success().stdout_trimmed(), "12", "{twice}");
     run(&["run", "-d", "--name", "web", "bb", "sleep", "300"]).success();
     // Podman ends these with 2 and 125; the docker CLI with 1.
     let running = run(&["rm", "web"]);
