@@ -296,6 +296,7 @@ fn final_setup(opts: &ExecOptions, report: &OwnedFd, pty: Option<OwnedFd>) -> Re
     let executable = find_executable(arg0, path_env)?;
 
     let user = process.user();
+    crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[])).map_err(|(what, e)| fail(&what, e))?;
     let caps = process.capabilities().clone().unwrap_or_default();
     capabilities::apply_bounding(&caps).map_err(|e| failure(e.to_string(), 125))?;
     if process.no_new_privileges().unwrap_or(false) {

@@ -5,7 +5,8 @@
 //!   ([`idmap`]) and joined by every later call.
 //! - [`spec`]: the OCI spec with Podman's defaults.
 //! - [`process`]: clone into new namespaces; the child sets up [`mount`]s, pivots, drops
-//!   [`capabilities`], loads [`seccomp`], and execs (or runs the built-in init).
+//!   [`capabilities`], loads [`seccomp`], sets [`rlimits`], and execs (or runs the built-in
+//!   init).
 //! - [`foreground`]: waiting for a container in the foreground, with its terminal.
 
 pub mod bridge;
@@ -19,6 +20,7 @@ pub mod mountns;
 pub mod network;
 pub mod pause;
 pub mod process;
+pub mod rlimits;
 pub mod seccomp;
 pub mod spec;
 

@@ -605,6 +605,7 @@ fn setup_and_exec(
     let executable = find_executable(arg0, path_env)?;
 
     let user = process.user();
+    crate::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[])).map_err(|(what, e)| fail(&what, e))?;
     let caps = process.capabilities().clone().unwrap_or_default();
     capabilities::apply_bounding(&caps).map_err(|e| ChildFailure {
         message: e.to_string(),

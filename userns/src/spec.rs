@@ -63,6 +63,8 @@ pub struct SpecOptions {
     pub capabilities: Vec<String>,
     pub seccomp: Option<LinuxSeccomp>,
     pub no_new_privileges: bool,
+    /// `--ulimit`s (see [`crate::rlimits`]).
+    pub rlimits: Vec<oci_spec::runtime::PosixRlimit>,
     pub read_only: bool,
     pub network: NetworkMode,
     /// A nested user namespace (`--userns=keep-id`, `--uidmap`): maps into burrow's namespace.
@@ -191,6 +193,7 @@ pub fn build(opts: &SpecOptions, rootfs: &Path) -> Spec {
         .cwd(opts.cwd.clone())
         .capabilities(crate::capabilities::to_oci(&opts.capabilities, opts.uid == 0))
         .no_new_privileges(opts.no_new_privileges)
+        .rlimits(opts.rlimits.clone())
         .build()
         .expect("process fields are all set");
 
@@ -288,6 +291,7 @@ mod tests {
             capabilities: crate::capabilities::default_capabilities(),
             seccomp: None,
             no_new_privileges: false,
+            rlimits: vec![],
             read_only: false,
             network: NetworkMode::Private,
             nested_uid_map: None,

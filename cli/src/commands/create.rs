@@ -77,6 +77,9 @@ pub struct CreateArgs {
     /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges, label=disable, mask=PATHS, unmask=PATHS|ALL
     #[arg(long = "security-opt", value_name = "OPT")]
     pub(crate) security_opt: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...; -1 for none); the open-files soft limit is raised to the hard one otherwise
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub(crate) ulimit: Vec<String>,
     /// Make the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub(crate) read_only: bool,
@@ -396,6 +399,11 @@ pub fn prepare_with_id(
     id: &str,
 ) -> anyhow::Result<(ContainerRecord, Launch)> {
     let security = parse_security_opts(&args.security_opt)?;
+    let rlimits = args
+        .ulimit
+        .iter()
+        .map(|u| burrow_userns::rlimits::parse(u).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(p) = &args.cidfile {
         if p.exists() {
             bail!(
@@ -710,6 +718,7 @@ pub fn prepare_with_id(
             capabilities,
             seccomp,
             no_new_privileges: security.no_new_privileges,
+            rlimits: rlimits.clone(),
             read_only: args.read_only,
             network,
             nested_uid_map: nested.as_ref().map(|(u, _)| u.clone()),

@@ -360,3 +360,58 @@ fn name_conflicts_are_refused() {
         "{again}"
     );
 }
+
+#[test]
+fn ulimits_are_set_and_open_files_raised_to_the_hard_limit() {
+    let env = env_with_busybox();
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let show = "echo $(ulimit -Sn) $(ulimit -Hn)";
+    // No --ulimit nofile: the soft limit is raised to the hard one, as Podman does.
+    let default = env.run(&["run", "--rm", "bb", "sh", "-c", show]);
+    let want = if hard == nix::libc::RLIM_INFINITY {
+        "unlimited unlimited".to_string()
+    } else {
+        format!("{hard} {hard}")
+    };
+    assert_eq!(default.success().stdout_trimmed(), want, "{default}");
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "nproc=50",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .success();
+    let out = env.run(&[
+        "exec",
+        "limited",
+        "sh",
+        "-c",
+        "echo $(ulimit -Sn) $(ulimit -Hn) $(ulimit -u)",
+    ]);
+    assert_eq!(
+        out.success().stdout_trimmed(),
+        "100 200 50",
+        "exec gets them too: {out}"
+    );
+    env.run(&["rm", "-f", "-t", "0", "limited"]).success();
+    // Bad ones are refused before anything is made.
+    for bad in ["nofile", "bogus=1", "nofile=x", "nofile=10:5"] {
+        let out = env.run(&["run", "--rm", "--ulimit", bad, "bb", "true"]);
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains(&format!("invalid --ulimit {bad:?}")), "{out}");
+    }
+    if hard != nix::libc::RLIM_INFINITY {
+        let above = format!("nofile=1:{}", hard + 1);
+        let out = env.run(&["run", "--rm", "--ulimit", &above, "bb", "true"]);
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("cannot raise"), "{out}");
+    }
+    assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
+}
