@@ -482,6 +482,32 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value> {
             })
         }
         "printf" => Value::String(printf(&s(0), &args[1.min(args.len())..])),
+        // `index MAP KEY...` / `index LIST N`: a missing key gives "", as the zero value of
+        // the string maps it is mostly used on (labels, annotations).
+        "index" => {
+            if args.len() < 2 {
+                bail!(
+                    "template: wrong number of args for index: want at least 2 got {}",
+                    args.len()
+                );
+            }
+            let mut item = args[0].clone();
+            for key in &args[1..] {
+                item = match (&item, key) {
+                    (Value::Object(m), key) => m
+                        .get(&go_string(key))
+                        .cloned()
+                        .unwrap_or(Value::String(String::new())),
+                    (Value::Array(a), Value::Number(n)) => match n.as_u64().and_then(|i| a.get(i as usize)) {
+                        Some(v) => v.clone(),
+                        None => bail!("template: error calling index: index out of range: {n}"),
+                    },
+                    (Value::Null, _) => Value::String(String::new()),
+                    (other, _) => bail!("template: error calling index: cannot index {}", go_string(other)),
+                };
+            }
+            item
+        }
         "eq" => Value::Bool(args.len() >= 2 && args[1..].iter().any(|a| loose_eq(&args[0], a))),
         "ne" => {
             want(2)?;
@@ -680,6 +706,26 @@ mod tests {
 
     fn render(t: &str, v: Value) -> String {
         Template::parse(t).unwrap().render(&v).unwrap()
+    }
+
+    #[test]
+    fn index_reads_maps_and_lists() {
+        let v = json!({"Labels": {"a.b": "1"}, "Ports": {"80/tcp": [{"HostPort": "8080"}]}, "L": ["x", "y"]});
+        assert_eq!(render(r#"{{index .Labels "a.b"}}"#, v.clone()), "1\n");
+        assert_eq!(render(r#"{{index .Labels "missing"}}"#, v.clone()), "\n");
+        assert_eq!(
+            render(r#"{{index .Ports "80/tcp" 0 "HostPort"}}"#, v.clone()),
+            "8080\n"
+        );
+        assert_eq!(
+            render(
+                r#"{{range (index .Ports "80/tcp")}}{{.HostPort}}{{end}}"#,
+                v.clone()
+            ),
+            "8080\n"
+        );
+        assert_eq!(render("{{index .L 1}}", v.clone()), "y\n");
+        assert!(Template::parse("{{index .L 5}}").unwrap().render(&v).is_err());
     }
 
     #[test]

@@ -75,9 +75,9 @@ struct StateData {
     error: String,
     started_at: String,
     finished_at: String,
-    /// With a healthcheck: its status, failing streak and last results.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<crate::health::HealthState>,
+    /// With a healthcheck: its status, failing streak and last results; empty without one
+    /// (always there, as Podman's, so that `{{.State.Health.Status}}` prints "").
+    health: crate::health::HealthState,
 }
 
 #[derive(Serialize)]
@@ -133,7 +133,7 @@ struct ConfigData {
     working_dir: String,
     entrypoint: Vec<String>,
     on_build: Option<Value>,
-    labels: Option<Value>,
+    labels: Value,
     annotations: BTreeMap<String, String>,
     stop_signal: String,
     stop_timeout: u32,
@@ -274,10 +274,12 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             .or_default()
             .push(json!({"HostIp": if p.host_ip == "0.0.0.0" { String::new() } else { p.host_ip.clone() }, "HostPort": p.host_port.to_string()}));
     }
+    // An empty map rather than null: `{{.Config.Labels}}` prints `map[]`, as Podman's.
     let labels = serde_json::from_str::<Value>(&c.config)
         .ok()
         .and_then(|v| v.get("labels").cloned())
-        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     let user = process.user();
     let user_text = if user.uid() == 0 && user.gid() == 0 {
         String::new()
@@ -327,7 +329,7 @@ pub fn container_data(store: &Store, c: &ContainerRecord) -> anyhow::Result<Cont
             error: String::new(),
             started_at: time_or_zero(c.started),
             finished_at: time_or_zero(c.finished),
-            health: crate::health::state(store, c),
+            health: crate::health::state(store, c).unwrap_or_default(),
         },
         image: c.image_id.clone().unwrap_or_default(),
         image_digest: image.as_ref().and_then(|i| i.digest.clone()).unwrap_or_default(),

@@ -68,6 +68,34 @@ struct ImageData {
     names_history: Vec<String>,
 }
 
+/// The image's config with every field of the OCI image config, empty where the image has
+/// none, as Podman's Go struct always has them: `{{.Config.Cmd}}` of an image without a
+/// command prints `[]` instead of failing.
+fn with_every_config_field(config: Value) -> Value {
+    let mut config = match config {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let empty = [
+        ("User", json!("")),
+        ("ExposedPorts", json!({})),
+        ("Env", json!([])),
+        ("Entrypoint", json!([])),
+        ("Cmd", json!([])),
+        ("Volumes", json!({})),
+        ("WorkingDir", json!("")),
+        ("Labels", json!({})),
+        ("StopSignal", json!("")),
+    ];
+    for (field, value) in empty {
+        let slot = config.entry(field).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = value;
+        }
+    }
+    Value::Object(config)
+}
+
 fn image_data(
     store: &Store,
     image: &Image,
@@ -94,11 +122,7 @@ fn image_data(
         parent: String::new(),
         comment: raw["comment"].as_str().unwrap_or_default().into(),
         created: imageutil::rfc3339(imageutil::created(image)),
-        config: raw
-            .get("config")
-            .cloned()
-            .filter(|c| !c.is_null())
-            .unwrap_or_else(|| json!({})),
+        config: with_every_config_field(raw.get("config").cloned().unwrap_or(Value::Null)),
         version: raw["docker_version"].as_str().unwrap_or_default().into(),
         author: raw["author"].as_str().unwrap_or_default().into(),
         architecture: raw["architecture"].as_str().unwrap_or_default().into(),

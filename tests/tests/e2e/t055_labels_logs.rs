@@ -37,6 +37,16 @@ fn labels_and_annotations() {
         "map[flag: tier:web]",
         "{labels}"
     );
+    let label = env.run(&["inspect", "--format", "{{index .Config.Labels \"tier\"}}", "l"]);
+    assert_eq!(label.success().stdout_trimmed(), "web", "{label}");
+    // No labels, no healthcheck: both still there, empty, as Podman's.
+    let none = env.run(&[
+        "inspect",
+        "--format",
+        "{{.Config.Labels}}|{{.State.Health.Status}}|",
+        "m",
+    ]);
+    assert_eq!(none.success().stdout_trimmed(), "map[]||", "{none}");
     let label = env.run(&["inspect", "--format", "{{.Config.Labels.tier}}", "l"]);
     assert_eq!(label.success().stdout_trimmed(), "web", "{label}");
     // Annotations reach the OCI spec (config.json) when the container starts.

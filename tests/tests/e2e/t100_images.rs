@@ -190,6 +190,15 @@ fn tag_untag_exists_and_inspect() {
         out.success().stdout,
         format!("{} /opt {{\"org.burrow.test\":\"sample\"}}\n", hex(&d.config))
     );
+    // Fields the image does not set are there, empty, as in Podman's struct.
+    let out = env.run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.Entrypoint}} {{.Config.StopSignal}}{{.Config.User}}|{{index .Config.Labels \"org.burrow.test\"}}",
+        "sample:v1",
+    ]);
+    assert_eq!(out.success().stdout, "[] |sample\n", "{out}");
     let out = env.run(&["inspect", "nope"]);
     assert_eq!((out.code, out.stdout.trim()), (125, "[]"), "{out}");
     assert_eq!(out.stderr, "Error: inspecting object: no such object: \"nope\"\n");
