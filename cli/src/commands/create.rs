@@ -398,6 +398,9 @@ pub fn prepare_with_id(
     args: &CreateArgs,
     id: &str,
 ) -> anyhow::Result<(ContainerRecord, Launch)> {
+    if let Some(name) = args.name.as_deref().filter(|n| !super::rename::valid_name(n)) {
+        bail!("running container create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument (--name {name:?})");
+    }
     let security = parse_security_opts(&args.security_opt)?;
     let rlimits = args
         .ulimit

@@ -44,7 +44,9 @@ pub fn rmi(args: RmiArgs, global: &GlobalOptions) -> Result<i32> {
         let image = match store.image(reference) {
             Ok(i) => i,
             Err(e @ StoreError::ImageNotKnown(_)) => {
-                if !args.ignore {
+                // Podman's -f passes over a missing image too; Docker's does not.
+                let ignored = args.ignore || (args.force && !crate::docker::active());
+                if !ignored {
                     errors.push((1, e.to_string()));
                 }
                 continue;

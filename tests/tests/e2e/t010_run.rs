@@ -415,3 +415,14 @@ fn ulimits_are_set_and_open_files_raised_to_the_hard_limit() {
     }
     assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
 }
+
+#[test]
+fn bad_names_are_refused_before_anything_is_made() {
+    let env = env_with_busybox();
+    for bad in ["bad name", "a/b", "_x"] {
+        let out = env.run(&["run", "--rm", "--name", bad, "bb", "true"]);
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("names must match"), "{out}");
+    }
+    assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
+}
