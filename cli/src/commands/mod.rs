@@ -21,6 +21,7 @@ mod image;
 mod images;
 mod imageutil;
 mod import;
+mod info;
 mod inspect;
 mod links;
 mod load;
@@ -168,6 +169,8 @@ pub enum Command {
     System(system::SystemCommand),
     /// Display the burrow version information
     Version(version::VersionArgs),
+    /// Display burrow system information
+    Info(info::InfoArgs),
     /// The userspace network stack of a container (internal)
     #[command(name = "__netstack", hide = true)]
     Netstack(netstack::NetstackArgs),
@@ -250,6 +253,7 @@ pub fn dispatch(command: Command, global: &GlobalOptions) -> anyhow::Result<i32>
         Command::Network(cmd) => network::network(cmd, global),
         Command::NetworkHolder(args) => network::holder(args),
         Command::Version(args) => version::version(args),
+        Command::Info(args) => info::info(args, global),
         Command::Generate(cmd) => generate::generate(cmd, global),
         Command::Systemd(cmd) => sdcmd::systemd(cmd, global),
         Command::Healthcheck(cmd) => healthcheck::healthcheck(cmd, global),

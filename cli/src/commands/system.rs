@@ -1,6 +1,6 @@
 //! `burrow system ...`: managing burrow itself.
 
-use super::{system_clean, system_df};
+use super::{info, system_clean, system_df};
 use crate::GlobalOptions;
 
 #[derive(Debug, clap::Subcommand)]
@@ -8,6 +8,8 @@ use crate::GlobalOptions;
 pub enum SystemCommand {
     /// Show burrow disk usage
     Df(system_df::DfArgs),
+    /// Display burrow system information
+    Info(info::InfoArgs),
     /// Remove unused data
     Prune(system_clean::PruneArgs),
     /// Reset burrow storage back to initial state
@@ -20,6 +22,7 @@ pub enum SystemCommand {
 pub fn system(cmd: SystemCommand, global: &GlobalOptions) -> anyhow::Result<i32> {
     match cmd {
         SystemCommand::Df(a) => system_df::df(a, global),
+        SystemCommand::Info(a) => info::info(a, global),
         SystemCommand::Prune(a) => system_clean::prune(a, global),
         SystemCommand::Reset(a) => system_clean::reset(a, global),
         SystemCommand::Migrate => {

@@ -292,3 +292,49 @@ fn storage_conf_chooses_the_store() {
         env.run(&["unshare", "rm", "-rf", p(root)]).success();
     }
 }
+
+#[test]
+fn info_answers_podmans_and_dockers_questions() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    env.run(&["create", "bb", "true"]).success();
+    let out = env.run(&[
+        "info",
+        "--format",
+        "{{.Host.Security.Rootless}} {{.Store.ContainerStore.Number}} {{.Store.ImageStore.Number}} {{.Version.Version}}",
+    ]);
+    assert_eq!(
+        out.success().stdout_trimmed(),
+        format!("true 1 1 {}", env!("CARGO_PKG_VERSION"))
+    );
+    let json: Value =
+        serde_json::from_str(&env.run(&["system", "info", "--format", "json"]).success().stdout).unwrap();
+    let uid_map = &json["Host"]["IDMappings"]["UIDMap"][0];
+    assert_eq!(
+        (uid_map["ContainerID"].as_u64(), uid_map["Size"].as_u64()),
+        (Some(0), Some(1)),
+        "{json}"
+    );
+    let yaml = env.run(&["info"]);
+    assert!(yaml.success().stdout.contains("\n  security:\n"), "{yaml}");
+    // As `docker info`, which scripts run to see whether the engine works.
+    let docker = env.root().join("docker");
+    std::os::unix::fs::symlink(burrow_tests::burrow_bin(), &docker).unwrap();
+    let out = burrow_tests::run_bounded(
+        env.command(
+            &docker,
+            &[
+                "info",
+                "--format",
+                "{{.ServerVersion}} {{.Containers}} {{.Images}}",
+            ],
+        ),
+        None,
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(
+        out.success().stdout_trimmed(),
+        format!("{} 1 1", env!("CARGO_PKG_VERSION"))
+    );
+}
