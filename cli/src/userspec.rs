@@ -41,6 +41,18 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
     })
 }
 
+/// A group's id: a number as it is, a name from the image's group file (`--user U:G`,
+/// `--group-add`).
+pub fn group_id(spec: &str, group: &str) -> Result<u32, String> {
+    match spec.parse::<u32>() {
+        Ok(gid) => Ok(gid),
+        Err(_) => group_entries(group)
+            .find(|(name, _, _)| *name == spec)
+            .map(|(_, gid, _)| gid)
+            .ok_or_else(|| format!("unable to find group {spec}: no matching entries in group file")),
+    }
+}
+
 /// Resolves `spec` (empty = root) with the image's passwd and group files, as Podman does:
 /// numeric ids need no entry; names must exist.
 pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
@@ -65,13 +77,7 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, St
         .or(entry.as_ref().map(|e| e.uid))
         .unwrap_or(0);
     let gid = match group_part {
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => group_entries(group)
-                .find(|(name, _, _)| *name == g)
-                .map(|(_, gid, _)| gid)
-                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
-        },
+        Some(g) => group_id(g, group)?,
         None => entry.as_ref().map(|e| e.gid).unwrap_or(0),
     };
     // The primary group comes first among the supplementary ones, as runc and Docker do.

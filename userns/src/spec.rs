@@ -9,6 +9,9 @@ use oci_spec::runtime::{
 
 use crate::idmap::IdMapping;
 
+/// `/dev/shm`'s size without `--shm-size`: 64 MiB, as Podman's.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
 /// Podman's default masked paths (containers/common `DefaultMaskedPaths`): kernel data a
 /// container has no business reading (CVE-class: host information leaks through procfs).
 pub const MASKED_PATHS: &[&str] = &[
@@ -65,6 +68,8 @@ pub struct SpecOptions {
     pub no_new_privileges: bool,
     /// `--ulimit`s (see [`crate::rlimits`]).
     pub rlimits: Vec<oci_spec::runtime::PosixRlimit>,
+    /// Bytes of `/dev/shm` ([`DEFAULT_SHM_SIZE`] unless `--shm-size`).
+    pub shm_size: u64,
     pub read_only: bool,
     pub network: NetworkMode,
     /// A nested user namespace (`--userns=keep-id`, `--uidmap`): maps into burrow's namespace.
@@ -121,7 +126,13 @@ fn default_mounts(opts: &SpecOptions) -> Vec<Mount> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "mode=1777",
+                &format!("size={}", opts.shm_size),
+            ],
         ),
     ];
     // sysfs may only be mounted by the owner of the network namespace (a joined one belongs to
@@ -292,6 +303,7 @@ mod tests {
             seccomp: None,
             no_new_privileges: false,
             rlimits: vec![],
+            shm_size: DEFAULT_SHM_SIZE,
             read_only: false,
             network: NetworkMode::Private,
             nested_uid_map: None,

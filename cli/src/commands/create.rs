@@ -77,6 +77,12 @@ pub struct CreateArgs {
     /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges, label=disable, mask=PATHS, unmask=PATHS|ALL
     #[arg(long = "security-opt", value_name = "OPT")]
     pub(crate) security_opt: Vec<String>,
+    /// Add additional groups (a gid, or a group name of the image's /etc/group) to the container's process
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub(crate) group_add: Vec<String>,
+    /// Size of /dev/shm (a number with b, k, m or g; 64m by default)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub(crate) shm_size: Option<String>,
     /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...; -1 for none); the open-files soft limit is raised to the hard one otherwise
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub(crate) ulimit: Vec<String>,
@@ -402,6 +408,15 @@ pub fn prepare_with_id(
         bail!("running container create option: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: invalid argument (--name {name:?})");
     }
     let security = parse_security_opts(&args.security_opt)?;
+    let shm_size = match args.shm_size.as_deref() {
+        None => spec::DEFAULT_SHM_SIZE,
+        // 0 is the default, as with Podman and Docker.
+        Some(text) => match crate::launch::parse_size(text) {
+            Ok(0) => spec::DEFAULT_SHM_SIZE,
+            Ok(n) => n,
+            Err(_) => bail!("invalid --shm-size {text:?}: a number with b, k, m or g"),
+        },
+    };
     let rlimits = args
         .ulimit
         .iter()
@@ -547,12 +562,16 @@ pub fn prepare_with_id(
         (None, Some(_), Some("keep-id")) => format!("{}:{}", engine.host_uid, engine.host_gid),
         _ => config.and_then(|c| c.user().clone()).unwrap_or_default(),
     };
-    let user = userspec::resolve(
-        &user_spec,
-        &read_image_file("/etc/passwd"),
-        &read_image_file("/etc/group"),
-    )
-    .map_err(|message| ExitError { code: 126, message })?;
+    let group_file = read_image_file("/etc/group");
+    let mut user = userspec::resolve(&user_spec, &read_image_file("/etc/passwd"), &group_file)
+        .map_err(|message| ExitError { code: 126, message })?;
+    for group in &args.group_add {
+        let gid =
+            userspec::group_id(group, &group_file).map_err(|message| ExitError { code: 126, message })?;
+        if !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
 
     let command = build_args(image.as_ref(), args)?;
     let capabilities = capabilities::resolve(&args.cap_add, &args.cap_drop, args.privileged)?;
@@ -722,6 +741,7 @@ pub fn prepare_with_id(
             seccomp,
             no_new_privileges: security.no_new_privileges,
             rlimits: rlimits.clone(),
+            shm_size,
             read_only: args.read_only,
             network,
             nested_uid_map: nested.as_ref().map(|(u, _)| u.clone()),

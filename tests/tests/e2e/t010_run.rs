@@ -426,3 +426,52 @@ fn bad_names_are_refused_before_anything_is_made() {
     }
     assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
 }
+
+#[test]
+fn group_add_and_shm_size() {
+    let env = env_with_busybox();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "10",
+        "--group-add",
+        "root",
+        "-u",
+        "1000",
+        "bb",
+        "id",
+        "-G",
+    ]);
+    // The kernel keeps the supplementary groups sorted.
+    assert_eq!(out.success().stdout_trimmed(), "1000 0 10", "{out}");
+    let missing = env.run(&["run", "--rm", "--group-add", "nosuch", "bb", "true"]);
+    assert_eq!(missing.code, 126, "{missing}");
+    assert!(
+        missing.stderr.contains("unable to find group nosuch"),
+        "{missing}"
+    );
+    let shm = env.run(&[
+        "run",
+        "--rm",
+        "--shm-size",
+        "1m",
+        "bb",
+        "sh",
+        "-c",
+        "grep ' /dev/shm ' /proc/self/mountinfo",
+    ]);
+    assert!(shm.success().stdout.contains("size=1024k"), "{shm}");
+    let default = env.run(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "grep ' /dev/shm ' /proc/self/mountinfo",
+    ]);
+    assert!(default.success().stdout.contains("size=65536k"), "{default}");
+    let bad = env.run(&["run", "--rm", "--shm-size", "bogus", "bb", "true"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
+}
