@@ -66,6 +66,43 @@ struct Cli {
     command: Option<commands::Command>,
 }
 
+/// Podman and Docker take `--flag=true` and `--flag=false` for every boolean flag (tools
+/// and scripts write them so); clap's flags take no value. On that error the spelling is
+/// rewritten, `--flag` or nothing (undoing the same flag before it: the last one counts),
+/// and the line parsed again. False when the error is another.
+fn respell_boolean(args: &mut Vec<std::ffi::OsString>, e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::TooManyValues {
+        return false;
+    }
+    let (Some(ContextValue::String(flag)), Some(ContextValue::String(value))) =
+        (e.get(ContextKind::InvalidArg), e.get(ContextKind::InvalidValue))
+    else {
+        return false;
+    };
+    // Go's strconv.ParseBool, as Podman and Docker parse them.
+    let set = match value.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+        _ => return false,
+    };
+    let spelled = format!("{flag}={value}");
+    let Some(at) = args.iter().position(|a| a.to_str() == Some(spelled.as_str())) else {
+        return false;
+    };
+    if set {
+        args[at] = flag.into();
+    } else {
+        args.remove(at);
+        let mut i = 0;
+        args.retain(|a| {
+            i += 1;
+            i > at || a.to_str() != Some(flag.as_str())
+        });
+    }
+    true
+}
+
 fn main() {
     // Installed as a systemd user generator (a link named burrow-user-generator): quadlet.
     let argv0 = std::env::args_os().next().unwrap_or_default();
@@ -83,11 +120,14 @@ fn main() {
     commands::run::before_parsing();
     let docker = docker::detect();
     let program = if docker { "docker" } else { "burrow" };
-    let parsed = Cli::command()
-        .name(program)
-        .bin_name(program)
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m));
+    let mut command = Cli::command().name(program).bin_name(program);
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = loop {
+        match command.try_get_matches_from_mut(&args) {
+            Err(e) if respell_boolean(&mut args, &e) => continue,
+            other => break other.and_then(|m| Cli::from_arg_matches(&m)),
+        }
+    };
     let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {

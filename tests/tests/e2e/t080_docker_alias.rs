@@ -104,6 +104,23 @@ fn invoked_as_docker_it_speaks_dockers_exit_codes() {
         "echo $A$B",
     ]);
     assert_eq!(twice.success().stdout_trimmed(), "12", "{twice}");
+    // A boolean flag spelled with its value, as Podman and Docker take it.
+    let no_tty = run(&["run", "--rm", "--tty=false", "bb", "tty"]);
+    assert_eq!(
+        (no_tty.code, no_tty.stdout_trimmed()),
+        (1, "not a tty"),
+        "{no_tty}"
+    );
+    run(&["run", "--rm", "--rm=false", "--name", "kept", "bb", "true"]).success();
+    assert_eq!(
+        run(&["ps", "-a", "--format", "{{.Names}}"])
+            .success()
+            .stdout_trimmed(),
+        "kept"
+    );
+    run(&["rm", "kept"]).success();
+    let bad = run(&["run", "--rm", "--tty=maybe", "bb", "true"]);
+    assert_eq!(bad.code, 125, "{bad}");
     run(&["run", "-d", "--name", "web", "bb", "sleep", "300"]).success();
     // Podman ends these with 2 and 125; the docker CLI with 1.
     let running = run(&["rm", "web"]);
