@@ -42,7 +42,9 @@ fn go_time(t: SystemTime) -> String {
     format!("{date} {} +0000 UTC", rest.trim_end_matches('Z'))
 }
 
-fn time_arg(text: &str) -> Result<SystemTime> {
+/// A point in time given as RFC 3339, a date, Unix seconds or a duration before now (`10m`),
+/// as Podman's `--since`/`--until` (events, logs).
+pub(crate) fn time_arg(text: &str) -> Result<SystemTime> {
     if let Some(t) = events::parse_time(text) {
         return Ok(t);
     }

@@ -21,10 +21,10 @@ pub struct LogsArgs {
     /// Output the timestamps in the log
     #[arg(short = 't', long)]
     timestamps: bool,
-    /// Show logs since TIMESTAMP (RFC 3339)
+    /// Show logs since TIMESTAMP (RFC 3339, a date, Unix seconds, or a duration before now such as 10m)
     #[arg(long)]
     since: Option<String>,
-    /// Show logs until TIMESTAMP (RFC 3339)
+    /// Show logs until TIMESTAMP (RFC 3339, a date, Unix seconds, or a duration before now such as 10m)
     #[arg(long)]
     until: Option<String>,
     /// Container (name or id)
@@ -52,9 +52,17 @@ fn parse(line: &str) -> Option<Entry<'_>> {
     })
 }
 
-/// RFC 3339 timestamps of the same form compare as strings; normalise `--since` values.
-fn bound(text: &Option<String>) -> Option<String> {
-    text.as_ref().map(|t| t.trim_end_matches('Z').to_string())
+/// `--since`/`--until` as the log's own timestamps (RFC 3339 with nanoseconds, which compare
+/// as strings); any form Podman takes (a duration: that long ago).
+fn bound(text: &Option<String>, flag: &str) -> anyhow::Result<Option<String>> {
+    text.as_deref()
+        .map(|t| match super::events::time_arg(t) {
+            Ok(at) => Ok(crate::monitor::log_timestamp(at)),
+            Err(_) => Err(anyhow::anyhow!(
+                "parsing {flag} {t:?}: unable to interpret time value"
+            )),
+        })
+        .transpose()
 }
 
 fn emit(entry: &Entry, args: &LogsArgs) {
@@ -90,10 +98,10 @@ pub fn logs(args: LogsArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         _ => {}
     }
     let path = log_path(store, &container.id);
-    let (since, until) = (bound(&args.since), bound(&args.until));
+    let (since, until) = (bound(&args.since, "--since")?, bound(&args.until, "--until")?);
     let in_range = |e: &Entry| {
-        let t = e.time.trim_end_matches('Z');
-        since.as_ref().is_none_or(|s| t >= s.as_str()) && until.as_ref().is_none_or(|u| t <= u.as_str())
+        since.as_ref().is_none_or(|s| e.time >= s.as_str())
+            && until.as_ref().is_none_or(|u| e.time <= u.as_str())
     };
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

@@ -190,4 +190,19 @@ fn logs_follow_ends_with_the_container() {
     assert_eq!(out.success().stdout, "line 1\nline 2\nline 3\n", "{out}");
     let tail = env.run(&["logs", "--tail", "1", "talker"]);
     assert_eq!(tail.success().stdout, "line 3\n");
+    // --since/--until take Podman's forms: a duration means that long ago.
+    let since = |bound: &str| {
+        env.run(&["logs", "--since", bound, "talker"])
+            .success()
+            .stdout
+            .clone()
+    };
+    assert_eq!(since("1h"), "line 1\nline 2\nline 3\n");
+    assert_eq!(since("2099-01-01T00:00:00Z"), "");
+    assert_eq!(since("2000-01-01"), "line 1\nline 2\nline 3\n");
+    let until = env.run(&["logs", "--until", "1h", "talker"]);
+    assert_eq!(until.success().stdout, "", "{until}");
+    let bad = env.run(&["logs", "--since", "bogus", "talker"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    assert!(bad.stderr.contains("parsing --since \"bogus\""), "{bad}");
 }
