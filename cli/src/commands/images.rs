@@ -32,6 +32,9 @@ pub struct ImagesArgs {
     /// Display only image IDs
     #[arg(short, long)]
     quiet: bool,
+    /// Sort by created, id, repository, size or tag
+    #[arg(long, default_value = "created")]
+    sort: String,
     /// Show images matching this reference
     image: Option<String>,
 }
@@ -60,6 +63,16 @@ pub fn images(args: ImagesArgs, global: &GlobalOptions) -> Result<i32> {
             .count()
     };
     let _ = args.all; // burrow keeps no intermediate images: -a shows the same list.
+                      // Newest first already; the others ascending, as Podman's (a stable sort keeps the
+                      // newest first among equals).
+    let key = match args.sort.as_str() {
+        "created" => None,
+        "id" => Some("Id"),
+        "repository" => Some("Repository"),
+        "size" => Some("VirtualSize"),
+        "tag" => Some("Tag"),
+        other => bail!("invalid option for --sort {other:?}: created, id, repository, size, tag"),
+    };
 
     if args.format.as_deref() == Some("json") {
         let summaries: Vec<imageutil::Summary> = list
@@ -85,6 +98,12 @@ pub fn images(args: ImagesArgs, global: &GlobalOptions) -> Result<i32> {
                 count(&image.id),
             ));
         }
+    }
+    if let Some(key) = key {
+        rows.sort_by(|a, b| match (&a[key], &b[key]) {
+            (Value::Number(x), Value::Number(y)) => x.as_u64().cmp(&y.as_u64()),
+            (x, y) => x.as_str().unwrap_or_default().cmp(y.as_str().unwrap_or_default()),
+        });
     }
     let template = match (&args.format, args.quiet) {
         (Some(f), _) => f.clone(),

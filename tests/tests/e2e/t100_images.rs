@@ -150,6 +150,15 @@ fn tag_untag_exists_and_inspect() {
         names,
         ["localhost/other:latest", "localhost/sample:v1", "quay.io/x/y:z"]
     );
+    let by_tag = env.run(&["images", "--sort", "tag", "--format", "{{.Tag}}"]);
+    assert_eq!(by_tag.success().stdout, "latest\nv1\nz\n", "{by_tag}");
+    let by_repo = env.run(&["images", "--sort", "repository", "--format", "{{.Repository}}"]);
+    assert_eq!(
+        by_repo.success().stdout,
+        "localhost/other\nlocalhost/sample\nquay.io/x/y\n",
+        "{by_repo}"
+    );
+    assert_eq!(env.run(&["images", "--sort", "bogus"]).code, 125);
     assert_eq!(env.run(&["image", "exists", "other"]).code, 0);
     env.run(&["untag", "sample:v1", "other"]).success();
     assert_eq!(env.run(&["image", "exists", "other"]).code, 1);
