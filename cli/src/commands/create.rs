@@ -167,6 +167,9 @@ pub struct CreateArgs {
     /// Mount a temporary filesystem (tmpfs) into a container
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
     pub(crate) tmpfs: Vec<String>,
+    /// Add a host device to the container: HOST[:CONTAINER][:PERMISSIONS] (bound in, as rootless Podman does)
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMISSIONS]")]
+    pub(crate) device: Vec<String>,
     /// Mount volumes from the specified container(s): CONTAINER[:ro|rw]
     #[arg(long = "volumes-from", value_name = "CONTAINER[:OPTIONS]")]
     pub(crate) volumes_from: Vec<String>,
@@ -518,8 +521,13 @@ pub fn prepare_with_id(
         bail!("the --rm option conflicts with --restart, when the restartPolicy is not \"\" and \"no\"");
     }
     warn_unenforceable_limits(args);
-    let mount_request =
-        super::mounts::MountRequest::parse(&args.volume, &args.mount, &args.tmpfs, &args.volumes_from)?;
+    let mount_request = super::mounts::MountRequest::parse(
+        &args.volume,
+        &args.mount,
+        &args.tmpfs,
+        &args.device,
+        &args.volumes_from,
+    )?;
     if args.rootfs && args.userns.is_some() {
         bail!("--rootfs cannot be combined with --userns");
     }

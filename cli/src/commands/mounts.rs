@@ -327,6 +327,36 @@ pub fn parse_mount(spec: &str) -> Result<UserMount> {
 
 /// `--volumes-from CTR[:OPTIONS]`: the container's name and whether to force ro (Some(true))
 /// or rw (Some(false)).
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`: the host's device node bound into the container,
+/// as rootless Podman does it (a user namespace cannot make device nodes). PERMISSIONS (`rwm`)
+/// are cgroup device rules, which need a device controller: checked, not enforced.
+pub fn parse_device(spec: &str) -> Result<UserMount> {
+    let bad = |why: &str| anyhow::anyhow!("invalid --device {spec:?}: {why}");
+    let fields: Vec<&str> = spec.split(':').collect();
+    let is_permissions = |p: &str| !p.is_empty() && p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let (host, container, permissions) = match fields.as_slice() {
+        [host] => (*host, *host, "rwm"),
+        [host, p] if is_permissions(p) => (*host, *host, *p),
+        [host, container] => (*host, *container, "rwm"),
+        [host, container, p] => (*host, *container, *p),
+        _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+    };
+    if !is_permissions(permissions) {
+        return Err(bad("the permissions are a combination of r, w and m"));
+    }
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(bad("both paths must be absolute"));
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(host)
+        .map_err(|e| bad(&format!("{host}: {e}")))?
+        .file_type();
+    if !kind.is_char_device() && !kind.is_block_device() {
+        return Err(bad(&format!("{host} is not a device")));
+    }
+    parse_volume(&format!("{host}:{container}"))
+}
+
 pub fn parse_volumes_from(spec: &str) -> Result<(String, Option<bool>)> {
     let (name, opts) = spec.split_once(':').unwrap_or((spec, ""));
     let mut force = None;
@@ -352,10 +382,19 @@ pub struct MountRequest {
 }
 
 impl MountRequest {
-    pub fn parse(volumes: &[String], mounts: &[String], tmpfs: &[String], from: &[String]) -> Result<Self> {
+    pub fn parse(
+        volumes: &[String],
+        mounts: &[String],
+        tmpfs: &[String],
+        devices: &[String],
+        from: &[String],
+    ) -> Result<Self> {
         let mut list = Vec::new();
         for v in volumes {
             list.push(parse_volume(v)?);
+        }
+        for d in devices {
+            list.push(parse_device(d)?);
         }
         for m in mounts {
             list.push(parse_mount(m)?);
@@ -791,6 +830,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn devices_are_binds_of_device_nodes() {
+        let m = parse_device("/dev/null").unwrap();
+        assert_eq!(
+            (m.source.as_str(), m.destination.as_str()),
+            ("/dev/null", "/dev/null")
+        );
+        let m = parse_device("/dev/null:/dev/xnull:rw").unwrap();
+        assert_eq!(m.destination, "/dev/xnull");
+        assert_eq!(parse_device("/dev/null:r").unwrap().destination, "/dev/null");
+        for bad in [
+            "/dev/nosuch",
+            "/etc/passwd",
+            "dev/null",
+            "/dev/null:/x:rwx",
+            "/dev/null:/x:r:w",
+        ] {
+            let e = parse_device(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
     fn volume_specs_parse_as_podmans() {
         let m = parse_volume("data:/srv:ro,Z,nosuid").unwrap();
         assert_eq!(m.kind, MountKind::Volume);
@@ -851,7 +912,7 @@ mod tests {
 
     #[test]
     fn duplicate_destinations_are_refused() {
-        let err = MountRequest::parse(&["/a:/d".into()], &[], &["/d/".into()], &[]).unwrap_err();
+        let err = MountRequest::parse(&["/a:/d".into()], &[], &["/d/".into()], &[], &[]).unwrap_err();
         assert!(err.to_string().contains("duplicate mount destination"), "{err}");
         let (name, ro) = parse_volumes_from("c1:ro").unwrap();
         assert_eq!((name.as_str(), ro), ("c1", Some(true)));

@@ -776,3 +776,25 @@ fn volume_export_and_import_round_trip() {
     assert_eq!(v[0]["Name"], "dst");
     assert_eq!(v[0]["Driver"], "local");
 }
+
+#[test]
+fn device_binds_the_hosts_node() {
+    let env = env_with_busybox();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/xnull:rw",
+        "bb",
+        "sh",
+        "-c",
+        "test -c /dev/xnull && echo hi > /dev/xnull && echo written",
+    ]);
+    assert_eq!(out.success().stdout_trimmed(), "written", "{out}");
+    for bad in ["/dev/nosuch", "/etc/passwd", "/dev/null:/x:rwx"] {
+        let out = env.run(&["run", "--rm", "--device", bad, "bb", "true"]);
+        assert_eq!(out.code, 125, "{out}");
+        assert!(out.stderr.contains("invalid --device"), "{out}");
+    }
+    assert_eq!(env.run(&["ps", "-aq"]).success().stdout, "", "nothing half-made");
+}
