@@ -748,7 +748,7 @@ pub fn prepare_with_id(
             capabilities,
             seccomp,
             no_new_privileges: security.no_new_privileges,
-            rlimits: rlimits.clone(),
+            rlimits,
             shm_size,
             read_only: args.read_only,
             network,

@@ -63,8 +63,9 @@ pub fn images(args: ImagesArgs, global: &GlobalOptions) -> Result<i32> {
             .count()
     };
     let _ = args.all; // burrow keeps no intermediate images: -a shows the same list.
-                      // Newest first already; the others ascending, as Podman's (a stable sort keeps the
-                      // newest first among equals).
+
+    // Newest first already; the others ascending, as Podman's (a stable sort keeps the newest
+    // first among equals).
     let key = match args.sort.as_str() {
         "created" => None,
         "id" => Some("Id"),
