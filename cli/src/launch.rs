@@ -396,22 +396,21 @@ pub fn start(
     };
     let bundle = store.container_dirs(&record.id).bundle;
     let stack: RefCell<Option<NetstackProcess>> = RefCell::new(None);
-    // The network stack starts now, beside the container's set-up; it gets the tap once the
-    // container made it (dropped unused, it exits).
-    let pending = RefCell::new(
-        launch
-            .network
-            .as_ref()
-            .map(|config| {
-                let config = crate::commands::network::with_names(!attachments.is_empty(), &bundle, config);
-                crate::commands::netstack::spawn_early(&config)
-            })
-            .transpose()?,
-    );
+    // The network stack starts once the container's first process exists, beside its set-up
+    // (not before: the clone waited for the spawn); it gets the tap once the container made it
+    // (dropped unused, it exits).
+    let pending = RefCell::new(None);
+    let start_stack = || {
+        if let Some(config) = &launch.network {
+            let config = crate::commands::network::with_names(!attachments.is_empty(), &bundle, config);
+            *pending.borrow_mut() = Some(crate::commands::netstack::spawn_early(&config));
+        }
+    };
     // Before the command runs: its network. (Not yet the record that it runs: the container is
     // still mounting, and a command that joined it now, such as `exec`, would find no root.)
     let before_exec = |pid: nix::unistd::Pid, tap: Option<OwnedFd>| -> Result<(), String> {
         if let (Some(pending), Some(tap)) = (pending.borrow_mut().take(), tap) {
+            let pending = pending.map_err(|e| crate::exit::message(&e))?;
             // Its network namespace too, so that the stack splices published ports' loopback
             // clients into it (without it, they take the tap).
             let netns = fs::File::open(format!("/proc/{pid}/ns/net"))
@@ -439,6 +438,7 @@ pub fn start(
             .as_ref()
             .map(|n| crate::commands::netstack::tap_config(&n.slirp, true)),
         before_exec: Some(&before_exec),
+        after_clone: Some(&start_stack),
     });
     match launched {
         // Its command runs: from here the store says so. (Should we die before, the container

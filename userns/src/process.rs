@@ -49,6 +49,8 @@ pub struct ChildFailure {
 
 /// See [`LaunchOptions::before_exec`]: gets the container's pid and its tap, if any.
 pub type BeforeExec<'a> = &'a dyn Fn(Pid, Option<OwnedFd>) -> Result<(), String>;
+/// See [`LaunchOptions::after_clone`].
+pub type AfterClone<'a> = &'a dyn Fn();
 
 /// How a container is to be started.
 pub struct LaunchOptions<'a> {
@@ -70,6 +72,9 @@ pub struct LaunchOptions<'a> {
     /// made first: the hook runs while the container mounts its filesystems) and before its
     /// command runs: to start its network stack, so that the network is up from the start.
     pub before_exec: Option<BeforeExec<'a>>,
+    /// Called once the container's first process exists, while it sets itself up: work that
+    /// `before_exec` needs and that can run beside the set-up (starting the network stack).
+    pub after_clone: Option<AfterClone<'a>>,
 }
 
 /// A started container's first process and our ends of its channels.
@@ -319,6 +324,10 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
             return Err(kill_child(RuntimeError::IdMap(e)));
         }
         let _ = sync.write_all(b"m");
+    }
+    // The child is on its own now (a nested one has its id maps).
+    if let Some(after_clone) = opts.after_clone {
+        after_clone();
     }
 
     let tap = match (&pty_r, &opts.tap) {
