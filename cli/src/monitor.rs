@@ -233,8 +233,8 @@ impl PendingMonitor {
         std::io::BufReader::new(ready).read_line(&mut report)?;
         match serde_json::from_str::<Ready>(&report) {
             Ok(Ready::Running { .. }) => {
-                if notice {
-                    crate::sdunits::notice_no_manager(&id, true);
+                if let Some(notice) = crate::sdunits::notice_no_manager(&id, notice) {
+                    eprintln!("{notice}");
                 }
                 Ok(())
             }
@@ -482,6 +482,178 @@ fn wait_for_go() -> bool {
     go
 }
 
+/// Whom the monitor tells that the container runs, or could not start.
+enum Report {
+    /// A started monitor: a `Ready` line on the ready pipe (none when nobody waits, as for a
+    /// unit started again by its manager).
+    Pipe(Option<File>),
+    /// `run -d` itself, forked early (see [`fork_early`]): the user hears from it directly.
+    Forked(Option<Forked>),
+}
+
+/// What a forked `run -d` still holds of the command: the parent waiting for the word, and
+/// copies of the standard output and error it had (its own now point elsewhere).
+struct Forked {
+    parent: File,
+    stdout: File,
+    stderr: File,
+    id: String,
+    /// Whether to say that no manager could take the container.
+    notice: bool,
+}
+
+impl Report {
+    /// Only the first word counts: later starts (restarts) have nobody waiting.
+    fn say(&mut self, message: Ready) {
+        match self {
+            Report::Pipe(ready) => {
+                if let Some(mut f) = ready.take() {
+                    let mut line = serde_json::to_string(&message).unwrap_or_default();
+                    line.push('\n');
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+            Report::Forked(forked) => {
+                let Some(mut f) = forked.take() else { return };
+                match message {
+                    // The id, as `run -d` prints it, then the parent exits 0: the command is
+                    // done and the user's terminal or pipe is let go of.
+                    Ready::Running { .. } => {
+                        let _ = writeln!(f.stdout, "{}", f.id);
+                        if let Some(notice) = crate::sdunits::notice_no_manager(&f.id, f.notice) {
+                            let _ = writeln!(f.stderr, "{notice}");
+                        }
+                        drop((f.stdout, f.stderr));
+                        let _ = f.parent.write_all(b"ok\n");
+                    }
+                    // As `run` reports a failure; the parent then exits as this process does.
+                    Ready::Failed { message, .. } => {
+                        let _ = writeln!(f.stderr, "Error: {message}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The end of the pipe on which a `run -d` forked early waits for its child's word.
+static FORKED_PARENT: std::sync::Mutex<Option<File>> = std::sync::Mutex::new(None);
+
+/// `run -d` with a plain monitor (no systemd unit), before its command line is parsed: forks,
+/// and the child goes on as the command and then becomes the container's monitor, so that no
+/// monitor is exec'd and no store opened twice, nor the container's record read back (2-3 ms
+/// of a 15 ms start). The parent only waits: once the container runs, the child prints its id,
+/// lets go of the terminal and tells the parent to exit 0; if the child ends first (an error,
+/// --help, a guess that was wrong and a container run in the foreground), the parent ends as
+/// it did. Must run single-threaded; a failed fork leaves one process, which spawns a monitor.
+pub fn fork_early() {
+    let Ok((read, write)) = pipe2(OFlag::O_CLOEXEC) else {
+        return;
+    };
+    // SAFETY: called before any thread exists; the child goes on with the command as usual.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(read);
+            *FORKED_PARENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(write));
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(write);
+            wait_for_forked(File::from(read), child)
+        }
+        Err(_) => {}
+    }
+}
+
+/// The parent of [`fork_early`]: exits 0 on the child's word, else as the child did.
+fn wait_for_forked(word: File, child: Pid) -> ! {
+    use nix::sys::signal::{signal, SigHandler};
+    use nix::sys::wait::WaitStatus;
+    // The terminal's interrupt reaches the child too, while it is still the command (in our
+    // process group): it decides, and we follow.
+    // SAFETY: SIG_IGN handlers; nothing else runs here.
+    unsafe {
+        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
+    }
+    let mut line = String::new();
+    if std::io::BufReader::new(word).read_line(&mut line).is_ok() && line == "ok\n" {
+        std::process::exit(0);
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                // SAFETY: back to the default action, then die of the same signal.
+                unsafe {
+                    let _ = signal(sig, SigHandler::SigDfl);
+                }
+                let _ = nix::sys::signal::raise(sig);
+                std::process::exit(128 + sig as i32);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => std::process::exit(125),
+        }
+    }
+}
+
+/// For `run -d` in the child of [`fork_early`]: the pipe to its waiting parent, once.
+pub fn take_forked_parent() -> Option<File> {
+    FORKED_PARENT.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// `run -d` forked early, its container made (`record`, `launch`): becomes the container's
+/// monitor, in a session of its own with its standard streams on /dev/null and its
+/// monitor.log (the command's are kept to report on), and serves until the container is
+/// done. `systemd`: whether a unit was wanted (to say that none could be had).
+pub fn serve_forked(
+    engine: &Engine,
+    global: &GlobalOptions,
+    record: ContainerRecord,
+    launch: launch::Launch,
+    parent: File,
+    systemd: bool,
+) -> anyhow::Result<i32> {
+    let id = record.id.clone();
+    let monitor_log = engine.store.paths.container_dir(&id).join("monitor.log");
+    let keep = |fd: i32| -> anyhow::Result<File> {
+        // SAFETY: F_DUPFD_CLOEXEC of our own descriptor; the result is checked before use.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: a new descriptor we own.
+        Ok(unsafe { File::from_raw_fd(copy) })
+    };
+    let (stdout, stderr) = (keep(1)?, keep(2)?);
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let log = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
+    // SAFETY: dup2 onto our own standard descriptors.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    // Before the container is cloned: neither it nor we may keep the user's terminal, and the
+    // terminal's signals are no longer ours.
+    nix::unistd::setsid()?;
+    let mut report = Report::Forked(Some(Forked {
+        parent,
+        stdout,
+        stderr,
+        id: id.clone(),
+        notice: systemd,
+    }));
+    let served = serve(engine, global, &id, &mut report, None, Some((record, launch)));
+    if let Err(e) = &served {
+        // Said only if the container never ran: the user hears of it as from any command.
+        report.say(Ready::Failed {
+            message: crate::exit::message(e),
+            exit_code: 125,
+        });
+    }
+    served
+}
+
 /// `burrow __monitor ID`.
 pub fn monitor_main(
     global: &GlobalOptions,
@@ -489,24 +661,12 @@ pub fn monitor_main(
     ready_on_stdout: bool,
     go_on_stdin: bool,
 ) -> anyhow::Result<i32> {
-    let mut early = early_client();
-    let mut ready = ready_pipe(ready_on_stdout);
-    // A unit's notify socket, if the monitor runs as (part of) a Type=notify service; taken
-    // from the environment so that nothing started later sends to it by mistake.
-    let notify_socket = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty());
-    std::env::remove_var("NOTIFY_SOCKET");
-    let mut notified = false;
-    let mut say = |message: Ready| {
-        if let Some(mut f) = ready.take() {
-            let mut line = serde_json::to_string(&message).unwrap_or_default();
-            line.push('\n');
-            let _ = f.write_all(line.as_bytes());
-        }
-    };
+    let early = early_client();
+    let mut report = Report::Pipe(ready_pipe(ready_on_stdout));
     let engine = match Engine::open(global) {
         Ok(e) => e,
         Err(e) => {
-            say(Ready::Failed {
+            report.say(Ready::Failed {
                 message: crate::exit::message(&e),
                 exit_code: 125,
             });
@@ -522,6 +682,28 @@ pub fn monitor_main(
     if go_on_stdin && !wait_for_go() && store.container(id).map_or(true, |r| r.started.is_none()) {
         return Ok(0);
     }
+    serve(&engine, global, id, &mut report, early, None)
+}
+
+/// The monitor's work once it may start the container: starts it (`first`: its record and
+/// launch description as just made, else read from the store), reports, then logs, waits,
+/// records the exit, restarts by policy, removes it with --rm. Returns the monitor's exit code.
+fn serve(
+    engine: &Engine,
+    global: &GlobalOptions,
+    id: &str,
+    report: &mut Report,
+    mut early: Option<OwnedFd>,
+    mut first: Option<(ContainerRecord, launch::Launch)>,
+) -> anyhow::Result<i32> {
+    let store = &engine.store;
+    // What `ps` and `top` show, whether exec'd as `__monitor` or a `run -d` that became one.
+    let _ = nix::sys::prctl::set_name(c"burrow-monitor");
+    // A unit's notify socket, if the monitor runs as (part of) a Type=notify service; taken
+    // from the environment so that nothing started later sends to it by mistake.
+    let notify_socket = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty());
+    std::env::remove_var("NOTIFY_SOCKET");
+    let mut notified = false;
     // The monitor takes over these signals: SIGCHLD for the exit; SIGTERM and SIGINT stop
     // the container (systemd stopping a unit signals its main process, the monitor); the
     // others are passed on to the container.
@@ -547,8 +729,14 @@ pub fn monitor_main(
     // --sdnotify=container: made at the first start, mounted into every start after it.
     let mut proxy: Option<crate::sdunits::NotifyProxy> = None;
     loop {
-        let record = store.container(id)?;
-        let mut launch = launch::load(store, &record)?;
+        let (record, mut launch) = match first.take() {
+            Some(made) => made,
+            None => {
+                let record = store.container(id)?;
+                let launch = launch::load(store, &record)?;
+                (record, launch)
+            }
+        };
         let sdnotify = launch.systemd.sdnotify;
         if let (Some(socket), crate::sdunits::SdNotify::Container) = (&notify_socket, sdnotify) {
             if proxy.is_none() {
@@ -565,7 +753,7 @@ pub fn monitor_main(
         let mut log = match LogWriter::open(store, &record, &launch.log) {
             Ok(l) => l,
             Err(e) => {
-                say(Ready::Failed {
+                report.say(Ready::Failed {
                     message: crate::exit::message(&e),
                     exit_code: 125,
                 });
@@ -592,7 +780,7 @@ pub fn monitor_main(
             Ok(s) => s,
             Err(e) => {
                 let exit_code = e.downcast_ref::<ExitError>().map_or(125, |x| x.code);
-                say(Ready::Failed {
+                report.say(Ready::Failed {
                     message: crate::exit::message(&e),
                     exit_code,
                 });
@@ -625,7 +813,7 @@ pub fn monitor_main(
         let mut attach = AttachServer::bind(store, id)
             .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
             .ok();
-        say(Ready::Running { pid: pid.as_raw() });
+        report.say(Ready::Running { pid: pid.as_raw() });
         let _ = store.checkpoint();
         if let (Some(server), Some(client)) = (attach.as_mut(), early.take()) {
             server.adopt(client);

@@ -315,11 +315,11 @@ pub fn connect_for_unit(systemd: bool) -> Option<burrow_systemd::bus::Connection
 }
 
 /// Once a container runs under a plain monitor though `systemd` was wanted, because no user
-/// manager is reachable: says that logout may end it (unless the user lingers).
-pub fn notice_no_manager(id: &str, systemd: bool) {
+/// manager is reachable: the notice that logout may end it (none if the user lingers).
+pub fn notice_no_manager(id: &str, systemd: bool) -> Option<String> {
     use burrow_systemd::scope;
     if !systemd || scope::in_service_unit() || scope::user_manager_reachable() {
-        return;
+        return None;
     }
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
@@ -327,15 +327,15 @@ pub fn notice_no_manager(id: &str, systemd: bool) {
         .map(|u| u.name)
         .unwrap_or_default();
     // Lingering users keep their processes after logout: nothing to warn about.
-    if !std::path::Path::new("/var/lib/systemd/linger")
+    let lingers = std::path::Path::new("/var/lib/systemd/linger")
         .join(&user)
-        .exists()
-    {
-        eprintln!(
+        .exists();
+    (!lingers).then(|| {
+        format!(
             "NOTICE: no systemd user manager reachable: container {} runs under a plain monitor, which logout may end (`loginctl enable-linger` keeps it)",
             &id[..12.min(id.len())]
-        );
-    }
+        )
+    })
 }
 
 /// The environment burrow's units run with: what burrow reads to find the user's store,

@@ -37,7 +37,11 @@ pub(crate) fn run_as_init(
             // SAFETY: leaving the forked child without running the parent's handlers.
             unsafe { libc::_exit(failure.exit_code) }
         }
-        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Parent { child }) => {
+            // Not its starter's name (the monitor's), in `ps` inside and outside.
+            let _ = nix::sys::prctl::set_name(c"init");
+            child
+        }
         Err(e) => {
             return Err(ChildFailure {
                 message: format!("init: fork: {}", e.desc()),
@@ -45,9 +49,15 @@ pub(crate) fn run_as_init(
             });
         }
     };
-    // SAFETY: closing our copy of the report pipe so the parent sees EOF once the command
-    // has exec'd; it is not used again here.
-    unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report)) };
+    // This process never execs, so it still holds every descriptor its starter had when it
+    // cloned us (close-on-exec or not): the monitor's, and through a `run -d` that became the
+    // monitor, the user's terminal or pipe. It needs none of them. The report pipe among them:
+    // the parent sees EOF once the command has exec'd.
+    // SAFETY: closes descriptors this process does not use again (close_range since 5.9; on
+    // older kernels only the report pipe is closed).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(report)) };
+    }
     init_loop(child)
 }
 

@@ -632,6 +632,12 @@ fn setup_and_exec(
             exit_code: 125,
         })?;
     }
+    // Before our credentials change: until then our starter's hook may open our namespaces
+    // (/proc/PID/ns), as its owner. After, only with CAP_SYS_PTRACE where our memory was
+    // made, which a `run -d` that forked to become the monitor does not have.
+    if opts.before_exec.is_some() {
+        wait_for("set up the container's network")?;
+    }
     set_user(
         user.uid(),
         user.gid(),
@@ -658,9 +664,6 @@ fn setup_and_exec(
     // SAFETY: marks every inherited descriptor above stderr close-on-exec (the report pipe
     // must stay open until exec, and is close-on-exec already).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    if opts.before_exec.is_some() {
-        wait_for("set up the container's network")?;
-    }
     reset_signals();
 
     if opts.init {

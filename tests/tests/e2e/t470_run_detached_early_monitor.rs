@@ -46,7 +46,8 @@ fn units_of(env: &TestEnv) -> Vec<String> {
         .collect()
 }
 
-/// The monitor processes of `env`'s store (by their environment, which names its root).
+/// The monitor processes of `env`'s store (by their environment, which names its root): those
+/// exec'd as `__monitor`, and `run -d` processes that became one (named `burrow-monitor`).
 fn monitors_of(env: &TestEnv) -> Vec<i32> {
     let root = env.root().to_string_lossy().to_string();
     let mut out = Vec::new();
@@ -55,7 +56,8 @@ fn monitors_of(env: &TestEnv) -> Vec<i32> {
             continue;
         };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains("__monitor") {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains("__monitor") && comm.trim_end() != "burrow-monitor" {
             continue;
         }
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
@@ -219,4 +221,82 @@ fn a_unit_restarted_by_its_manager_starts_the_container_again() {
     );
     env.run(&["exec", &id, "true"]).success();
     env.run(&["rm", "-f", "-t", "0", &id]).success();
+}
+
+/// `/proc/PID/stat` fields after the command name: (session, tty_nr).
+fn session_and_tty(pid: &str) -> (String, String) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (fields[3].to_string(), fields[4].to_string())
+}
+
+/// A plain `run -d` becomes the container's monitor itself (it forks before parsing its command
+/// line; the parent exits once the child has printed the id): the monitor's command line is the
+/// `run -d`, its name `burrow-monitor`. Run on a terminal, the container must not get that
+/// terminal: it is in the monitor's session, with no controlling terminal. Captured through a
+/// pipe, nothing keeps the pipe open after the id (the harness fails a command whose output stays
+/// open). With `--init` the monitor is exec'd (`__monitor`), and its init, which never execs,
+/// keeps nothing of the caller's either, and is named `init`.
+#[test]
+fn a_plain_run_detached_becomes_the_monitor_and_lets_go_of_the_terminal() {
+    let env = TestEnv::new();
+    env.import_busybox("bb");
+    let pids = |name: &str| -> (String, String) {
+        let inspect = env.run(&["inspect", "--format", "{{.State.Pid}} {{.State.ConmonPid}}", name]);
+        let text = inspect.success().stdout_trimmed().to_string();
+        let (pid, monitor) = text.split_once(' ').unwrap();
+        (pid.to_string(), monitor.to_string())
+    };
+    let proc_file = |pid: &str, file: &str| -> String {
+        let text = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        String::from_utf8_lossy(&text)
+            .replace('\0', " ")
+            .trim_end()
+            .to_string()
+    };
+
+    let name = unique("t470t", &env);
+    let run = [
+        "run",
+        "-d",
+        "--systemd=false",
+        "--name",
+        &name,
+        "bb",
+        "sleep",
+        "1000",
+    ];
+    let out = env.run_in_pty(&run, b"", Duration::from_secs(60));
+    assert_eq!(out.success().stdout.trim().len(), 64, "{out}");
+    let (pid, monitor) = pids(&name);
+    assert_eq!(proc_file(&monitor, "comm"), "burrow-monitor");
+    let cmdline = proc_file(&monitor, "cmdline");
+    assert!(
+        cmdline.contains(&format!("run -d --systemd=false --name {name}")),
+        "{cmdline}"
+    );
+    for pid in [&monitor, &pid] {
+        assert_eq!(session_and_tty(pid), (monitor.clone(), "0".to_string()), "{pid}");
+    }
+    // Through a pipe, as `$(burrow run -d ...)`.
+    let piped = env.run(&["run", "-d", "--systemd=false", "bb", "sleep", "1000"]);
+    assert_eq!(piped.success().stdout_trimmed().len(), 64, "{piped}");
+
+    let name = unique("t470i", &env);
+    let piped = env.run(&[
+        "run",
+        "-d",
+        "--systemd=false",
+        "--init",
+        "--name",
+        &name,
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(piped.success().stdout_trimmed().len(), 64, "{piped}");
+    let (init, monitor) = pids(&name);
+    assert!(proc_file(&monitor, "cmdline").contains("__monitor"));
+    assert_eq!(proc_file(&init, "comm"), "init");
+    env.run(&["rm", "-af", "-t", "0"]).success();
 }
