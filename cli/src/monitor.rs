@@ -420,8 +420,8 @@ impl LogWriter {
 fn ready_pipe(on_stdout: bool) -> Option<File> {
     if on_stdout {
         // SAFETY: dup of our stdout; stdout itself then goes to /dev/null, so that the pipe
-        // closes on our side once the report is written.
-        let fd = unsafe { libc::dup(1) };
+        // closes on our side once the report is written (and is not passed on).
+        let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
         if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
             // SAFETY: dup2 onto our own stdout.
             unsafe { libc::dup2(null.as_raw_fd(), 1) };
@@ -663,6 +663,8 @@ pub fn monitor_main(
 ) -> anyhow::Result<i32> {
     let early = early_client();
     let mut report = Report::Pipe(ready_pipe(ready_on_stdout));
+    // Exec'd by a systemd manager, outside burrow's user namespace (joined below).
+    let exec_outside = burrow_userns::pause::in_initial_namespace();
     let engine = match Engine::open(global) {
         Ok(e) => e,
         Err(e) => {
@@ -682,7 +684,67 @@ pub fn monitor_main(
     if go_on_stdin && !wait_for_go() && store.container(id).map_or(true, |r| r.started.is_none()) {
         return Ok(0);
     }
+    let wants_init = || {
+        store
+            .container(id)
+            .ok()
+            .and_then(|r| launch::summary(&r).ok())
+            .is_some_and(|l| l.init)
+    };
+    if exec_outside && wants_init() {
+        let e = exec_inside(global, id, ready_on_stdout, &mut report);
+        report.say(Ready::Failed {
+            message: crate::exit::message(&e),
+            exit_code: 125,
+        });
+        return Err(e);
+    }
     serve(&engine, global, id, &mut report, early, None)
+}
+
+/// Execs this monitor again, now that it is in burrow's user namespace, without waiting for a
+/// go (it came), its ready pipe where it was; returns only on failure. For `--init`, whose PID
+/// 1 never execs: a process's memory belongs to the user namespace it was exec'd in, and
+/// only CAP_SYS_PTRACE there opens a non-dumpable process's /proc/PID/ns (`exec`, checks),
+/// which burrow has in its own namespace, not in the initial one.
+fn exec_inside(
+    global: &GlobalOptions,
+    id: &str,
+    ready_on_stdout: bool,
+    report: &mut Report,
+) -> anyhow::Error {
+    let target = if ready_on_stdout { 1 } else { READY_FD };
+    if let Report::Pipe(Some(ready)) = report {
+        // SAFETY: dup2 onto a descriptor we own; dup2 leaves it open across exec.
+        if unsafe { libc::dup2(ready.as_raw_fd(), target) } < 0 {
+            return std::io::Error::last_os_error().into();
+        }
+    }
+    let mut args: Vec<std::ffi::CString> = vec![c"burrow".into()];
+    let mut push = |a: &str| std::ffi::CString::new(a).map(|c| args.push(c));
+    let pushed = (|| {
+        if let Some(root) = &global.root {
+            push("--root")?;
+            push(&root.display().to_string())?;
+        }
+        if let Some(runroot) = &global.runroot {
+            push("--runroot")?;
+            push(&runroot.display().to_string())?;
+        }
+        push("__monitor")?;
+        if ready_on_stdout {
+            push("--ready-on-stdout")?;
+        }
+        push(id)
+    })();
+    if let Err(e) = pushed {
+        return e.into();
+    }
+    let err = nix::unistd::execv(c"/proc/self/exe", &args).unwrap_err();
+    anyhow::anyhow!(
+        "executing the monitor again in burrow's user namespace: {}",
+        err.desc()
+    )
 }
 
 /// The monitor's work once it may start the container: starts it (`first`: its record and

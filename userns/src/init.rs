@@ -24,6 +24,13 @@ pub(crate) fn run_as_init(
     // none arrives between the fork and the loop.
     let all = SigSet::all();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
+    // Not its starter's name (the monitor's), in `ps` inside and outside.
+    let _ = nix::sys::prctl::set_name(c"init");
+    // This process never execs: its memory, environment and /proc/1/exe are its starter's
+    // (burrow's binary, the user's environment). Not for the container's processes to read or
+    // open (the command's exec makes it dumpable again): only CAP_SYS_PTRACE where burrow runs
+    // gets past.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // SAFETY: single-threaded; the child execs or _exits.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -37,11 +44,7 @@ pub(crate) fn run_as_init(
             // SAFETY: leaving the forked child without running the parent's handlers.
             unsafe { libc::_exit(failure.exit_code) }
         }
-        Ok(ForkResult::Parent { child }) => {
-            // Not its starter's name (the monitor's), in `ps` inside and outside.
-            let _ = nix::sys::prctl::set_name(c"init");
-            child
-        }
+        Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
             return Err(ChildFailure {
                 message: format!("init: fork: {}", e.desc()),

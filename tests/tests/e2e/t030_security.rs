@@ -259,3 +259,27 @@ fn init_reaps_and_forwards() {
         "PID 1 is the init, not the command\n{out}"
     );
 }
+
+/// `--init`'s PID 1 never execs: its memory, environment and executable are those of the burrow
+/// process that started it (the user's environment, burrow's own binary: a container that could
+/// write /proc/1/exe would replace a user-owned burrow). The container's processes cannot read or
+/// open them, as root or not; `exec` still joins the container, detached and as another user too.
+#[test]
+fn init_keeps_burrows_memory_and_environment_to_itself() {
+    let env = env_with_busybox();
+    let probe = "cat /proc/1/environ >/dev/null 2>&1 && echo environ-read; \
+                 readlink /proc/1/exe >/dev/null 2>&1 && echo exe-read; echo done";
+    let mut cmd = env.cmd(&["run", "--rm", "--init", "bb", "sh", "-c", probe]);
+    cmd.env("T030_SECRET", "hunter2");
+    let out = burrow_tests::run_bounded(cmd, None, std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(out.stdout_trimmed(), "done", "{out}");
+
+    let name = "t030-init-user";
+    env.run(&[
+        "run", "-d", "--init", "--user", "1000", "--name", name, "bb", "sleep", "1000",
+    ])
+    .success();
+    let id = env.run(&["exec", name, "id", "-u"]);
+    assert_eq!(id.success().stdout_trimmed(), "1000", "{id}");
+    env.run(&["rm", "-f", "-t", "0", name]).success();
+}
