@@ -275,6 +275,17 @@ fn spawn_until_ready(env: &TestEnv, args: &[&str]) -> std::process::Child {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
+    // The command may print before burrow records that it runs (right after its exec): a
+    // burrow killed in between leaves a "created" container, which only `rm` removes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while env
+        .run(&["ps", "-q", "--filter", "status=running"])
+        .stdout_trimmed()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "never recorded as running");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     child
 }
 
