@@ -254,15 +254,15 @@ fn spec_to_start<'a>(store: &Store, launch: &'a Launch) -> anyhow::Result<Cow<'a
     Ok(Cow::Owned(spec))
 }
 
-/// Writes the bundle: config.json, the generated /etc files, the root's mount point. Done
-/// at every start, since the run root does not survive a reboot.
-fn write_bundle(
+/// Makes the bundle's root mount point and returns the generated /etc files, to be written
+/// (see [`write_files`]) with config.json. Done at every start, since the run root does not
+/// survive a reboot.
+fn bundle_files(
     store: &Store,
     record: &ContainerRecord,
     launch: &Launch,
-    spec: &Spec,
     on_networks: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let bundle = store.container_dirs(&record.id).bundle;
     fs::create_dir_all(bundle.join("rootfs")).context("creating the rootfs mount point")?;
     crate::commands::mounts::reset_overlays(&launch.spec, &bundle)?;
@@ -353,16 +353,17 @@ fn write_bundle(
         }
         _ => (hosts, resolv),
     };
-    let files = etc_files(&bundle);
-    for ((path, _), text) in files
-        .iter()
+    Ok(etc_files(&bundle)
+        .into_iter()
+        .map(|(path, _)| path)
         .zip([hosts, format!("{hostname}\n"), resolv, containerenv])
-    {
-        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    spec.save(bundle.join("config.json"))
-        .context("writing config.json")?;
-    Ok(())
+        .collect())
+}
+
+fn write_files(files: &[(PathBuf, String)]) -> Result<(), String> {
+    files.iter().try_for_each(|(path, text)| {
+        fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+    })
 }
 
 /// A started container and what runs beside it.
@@ -374,7 +375,8 @@ pub struct Started {
 
 /// Writes the bundle and starts the container's first process (see
 /// [`burrow_userns::process::launch`]; the caller blocks the forwarded signals first), and
-/// its network stack before its command runs.
+/// its network stack before its command runs. `beside`: the caller's work that may run while
+/// the container sets itself up (once it was cloned).
 pub fn start(
     store: &Store,
     record: &ContainerRecord,
@@ -382,11 +384,14 @@ pub fn start(
     output: Option<(RawFd, RawFd)>,
     keep_stdin: bool,
     monitor_pid: Option<i32>,
+    beside: Option<&dyn Fn()>,
 ) -> anyhow::Result<Started> {
     let spec = spec_to_start(store, launch)?;
     // Its user networks, looked up once: most containers have none.
     let attachments = store.container_networks(&record.id)?;
-    write_bundle(store, record, launch, &spec, !attachments.is_empty())?;
+    // Written while the container sets up its network and root (it binds the /etc files
+    // once they are), as are config.json and what the caller does beside.
+    let files = bundle_files(store, record, launch, !attachments.is_empty())?;
     let program = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(seccomp::compile_cached(
             s,
@@ -400,10 +405,17 @@ pub fn start(
     // (not before: the clone waited for the spawn); it gets the tap once the container made it
     // (dropped unused, it exits).
     let pending = RefCell::new(None);
-    let start_stack = || {
+    let after_clone = || {
         if let Some(config) = &launch.network {
             let config = crate::commands::network::with_names(!attachments.is_empty(), &bundle, config);
             *pending.borrow_mut() = Some(crate::commands::netstack::spawn_early(&config));
+        }
+        // For OCI tools and `inspect`'s OCIConfigPath; burrow itself reads the stored spec.
+        if let Err(e) = spec.save(bundle.join("config.json")) {
+            eprintln!("WARN: writing config.json: {e}");
+        }
+        if let Some(beside) = beside {
+            beside();
         }
     };
     // Before the command runs: its network. (Not yet the record that it runs: the container is
@@ -438,7 +450,8 @@ pub fn start(
             .as_ref()
             .map(|n| crate::commands::netstack::tap_config(&n.slirp, true)),
         before_exec: Some(&before_exec),
-        after_clone: Some(&start_stack),
+        after_clone: Some(&after_clone),
+        mount_sources: Some(&|| write_files(&files)),
     });
     match launched {
         // Its command runs: from here the store says so. (Should we die before, the container
@@ -471,11 +484,12 @@ pub fn run_foreground(engine: &Engine, record: &ContainerRecord, launch: &Launch
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut previous))?;
         // This process watches the container: recorded as its monitor.
         let watcher = Some(std::process::id() as i32);
-        let outcome = start(store, record, launch, None, launch.interactive, watcher).and_then(|started| {
-            let code = foreground::wait(started.launched, launch.interactive).map_err(ExitError::from)?;
-            drop(started.network);
-            Ok(code)
-        });
+        let outcome =
+            start(store, record, launch, None, launch.interactive, watcher, None).and_then(|started| {
+                let code = foreground::wait(started.launched, launch.interactive).map_err(ExitError::from)?;
+                drop(started.network);
+                Ok(code)
+            });
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
         let code = outcome?;
         // A --rm container's record goes right after; no need to write its exit first.

@@ -783,11 +783,9 @@ fn serve(
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)?;
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    // For a systemd unit's PIDFile= (Type=forking, as Podman's units with conmon).
-    let _ = std::fs::write(
-        store.container_dirs(id).bundle.join("monitor.pid"),
-        std::process::id().to_string(),
-    );
+    // For a systemd unit's PIDFile= (Type=forking, as Podman's units with conmon): written
+    // once, beside the container's first set-up.
+    let pid_file = std::cell::Cell::new(Some(store.container_dirs(id).bundle.join("monitor.pid")));
     // --sdnotify=container: made at the first start, mounted into every start after it.
     let mut proxy: Option<crate::sdunits::NotifyProxy> = None;
     loop {
@@ -812,14 +810,12 @@ fn serve(
                 eprintln!("WARN: --sdnotify=container: {e:#}");
             }
         }
-        let mut log = match LogWriter::open(store, &record, &launch.log) {
-            Ok(l) => l,
-            Err(e) => {
-                report.say(Ready::Failed {
-                    message: crate::exit::message(&e),
-                    exit_code: 125,
-                });
-                return Err(e);
+        // Opened while the container sets itself up: its output waits in the pipes meanwhile.
+        let log_opened = std::cell::RefCell::new(None);
+        let beside = || {
+            *log_opened.borrow_mut() = Some(LogWriter::open(store, &record, &launch.log));
+            if let Some(path) = pid_file.take() {
+                let _ = std::fs::write(path, std::process::id().to_string());
             }
         };
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
@@ -836,8 +832,10 @@ fn serve(
             Some((out_w.as_raw_fd(), err_w.as_raw_fd())),
             stdin_w.is_some(),
             Some(std::process::id() as i32),
+            Some(&beside),
         );
         stdin_null();
+        let log = log_opened.into_inner();
         let started = match started {
             Ok(s) => s,
             Err(e) => {
@@ -850,6 +848,21 @@ fn serve(
                     let _ = crate::commands::network::remove_container(store, id, false);
                 }
                 return Ok(exit_code);
+            }
+        };
+        let log = log.unwrap_or_else(|| Err(anyhow::anyhow!("the container's log was not opened")));
+        let mut log = match log {
+            Ok(log) => log,
+            Err(e) => {
+                // No log, no container: it goes before anyone sees it run.
+                let _ = kill(started.launched.pid, Signal::SIGKILL);
+                let _ = waitpid(started.launched.pid, None);
+                let _ = store.set_exited(id, 125);
+                report.say(Ready::Failed {
+                    message: crate::exit::message(&e),
+                    exit_code: 125,
+                });
+                return Err(e);
             }
         };
         drop((out_w, err_w));

@@ -51,6 +51,8 @@ pub struct ChildFailure {
 pub type BeforeExec<'a> = &'a dyn Fn(Pid, Option<OwnedFd>) -> Result<(), String>;
 /// See [`LaunchOptions::after_clone`].
 pub type AfterClone<'a> = &'a dyn Fn();
+/// See [`LaunchOptions::mount_sources`].
+pub type MountSources<'a> = &'a dyn Fn() -> Result<(), String>;
 
 /// How a container is to be started.
 pub struct LaunchOptions<'a> {
@@ -75,6 +77,10 @@ pub struct LaunchOptions<'a> {
     /// Called once the container's first process exists, while it sets itself up: work that
     /// `before_exec` needs and that can run beside the set-up (starting the network stack).
     pub after_clone: Option<AfterClone<'a>>,
+    /// Called right after the clone (a nested child's id maps written), before `after_clone`:
+    /// writes the files the container binds (its /etc files), beside its network and root
+    /// set-up. The child opens its mounts' sources only once this returned.
+    pub mount_sources: Option<MountSources<'a>>,
 }
 
 /// A started container's first process and our ends of its channels.
@@ -242,7 +248,7 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
     };
 
     let (report_r, report_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::Channel)?;
-    let sync = if nested || opts.before_exec.is_some() {
+    let sync = if nested || opts.before_exec.is_some() || opts.mount_sources.is_some() {
         Some(pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(RuntimeError::Channel)?)
     } else {
         None
@@ -326,6 +332,15 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, RuntimeError> {
         let _ = sync.write_all(b"m");
     }
     // The child is on its own now (a nested one has its id maps).
+    if let (Some(write), Some(sync)) = (opts.mount_sources, sync_w.as_mut()) {
+        if let Err(message) = write() {
+            return Err(kill_child(RuntimeError::Child(ChildFailure {
+                message,
+                exit_code: 125,
+            })));
+        }
+        let _ = sync.write_all(b"f");
+    }
     if let Some(after_clone) = opts.after_clone {
         after_clone();
     }
@@ -537,6 +552,9 @@ fn setup_and_exec(
     let rootfs: PathBuf = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
     if !rootfs_mounted_by_parent(spec) {
         mount::mount_rootfs(opts.rootfs_source, &rootfs).map_err(setup_failure)?;
+    }
+    if opts.mount_sources.is_some() {
+        wait_for("write the files the container binds")?;
     }
     let prepared = mount::prepare(spec, &rootfs).map_err(setup_failure)?;
 
