@@ -812,8 +812,11 @@ fn serve(
         }
         // Opened while the container sets itself up: its output waits in the pipes meanwhile.
         let log_opened = std::cell::RefCell::new(None);
+        let attach_bound = std::cell::RefCell::new(None);
         let beside = || {
             *log_opened.borrow_mut() = Some(LogWriter::open(store, &record, &launch.log));
+            // Listening before `run -d` returns: an `attach` right after it finds the socket.
+            *attach_bound.borrow_mut() = Some(AttachServer::bind(store, id));
             if let Some(path) = pid_file.take() {
                 let _ = std::fs::write(path, std::process::id().to_string());
             }
@@ -884,10 +887,9 @@ fn serve(
             .health
             .as_ref()
             .map(|h| crate::health::start_driver(store, global, id, h));
-        // Listening before `run -d` returns: an `attach` right after it finds the socket.
-        let mut attach = AttachServer::bind(store, id)
-            .map_err(|e| eprintln!("WARN: no attach socket: {e:#}"))
-            .ok();
+        let mut attach = attach_bound
+            .into_inner()
+            .and_then(|bound| bound.map_err(|e| eprintln!("WARN: no attach socket: {e:#}")).ok());
         report.say(Ready::Running { pid: pid.as_raw() });
         let _ = store.checkpoint();
         if let (Some(server), Some(client)) = (attach.as_mut(), early.take()) {
