@@ -14,6 +14,7 @@ mod images;
 mod ingest;
 pub mod layers;
 mod lock;
+mod mountpoints;
 mod names;
 mod networks;
 mod paths;

@@ -718,6 +718,11 @@ pub fn prepare_with_id(
                         }
                     });
                 }
+                // Lowest: the runtime's mount points (not through a nested mapping, whose
+                // layers are shifted copies; those containers make them as they start).
+                if nested.is_none() {
+                    lower.push(store.mount_points_layer()?);
+                }
                 RootfsSource::Overlay {
                     lower,
                     upper: dirs.upper.clone(),

@@ -250,6 +250,29 @@ fn diff_shows_added_changed_and_deleted() {
     assert_eq!(v["added"], serde_json::json!(["/root/dir", "/tmp/new"]));
 }
 
+/// The files burrow binds (/etc/hosts, /etc/hostname, /etc/resolv.conf, /run/.containerenv)
+/// come from a layer of its own under the image's: a start makes nothing in the container's
+/// writable layer (no copy-up of /etc, no create on the start's path), so a container that
+/// changed nothing has nothing to show, not even `C /etc`.
+#[test]
+fn a_start_makes_no_mount_points_in_the_writable_layer() {
+    let env = env_with_busybox();
+    let id = env.run(&["run", "-d", "bb", "sleep", "300"]);
+    let id = id.success().stdout_trimmed().to_string();
+    let files = env.run(&["exec", &id, "cat", "/etc/hostname", "/run/.containerenv"]);
+    assert!(files.success().stdout.contains(&id[..12]), "{files}");
+    let diff = env.run(&["diff", &id]);
+    assert_eq!(diff.success().stdout, "", "{diff}");
+    let upper = env
+        .data_dir()
+        .join("burrow/storage/containers")
+        .join(&id)
+        .join("upper");
+    let made = env.run(&["unshare", "ls", "-A", &upper.to_string_lossy()]);
+    assert_eq!(made.success().stdout, "", "{made}");
+    env.run(&["rm", "-f", "-t", "0", &id]).success();
+}
+
 #[test]
 fn commit_then_run_sees_the_change() {
     let env = env_with_busybox();
