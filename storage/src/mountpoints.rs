@@ -69,20 +69,14 @@ mod tests {
 
     #[test]
     fn made_once_with_every_mount_point() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = crate::StorePaths {
-            graph_root: dir.path().join("graph"),
-            run_root: dir.path().join("run"),
-        };
-        paths.create().unwrap();
-        let store = Store::open(paths).unwrap();
+        let (dir, store) = crate::testutil::temp_store();
         let layer = store.mount_points_layer().unwrap();
         for (path, directory) in MOUNT_POINTS {
             let meta = fs::metadata(layer.join(path)).unwrap();
             assert_eq!(meta.is_dir(), directory, "{path}");
         }
         assert_eq!(store.mount_points_layer().unwrap(), layer);
-        let left: Vec<_> = fs::read_dir(dir.path().join("graph"))
+        let left: Vec<_> = fs::read_dir(dir.path().join("g"))
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))

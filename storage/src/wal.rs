@@ -49,13 +49,7 @@ mod tests {
 
     #[test]
     fn deferred_then_restored() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = crate::StorePaths {
-            graph_root: dir.path().join("graph"),
-            run_root: dir.path().join("run"),
-        };
-        paths.create().unwrap();
-        let store = Store::open(paths).unwrap();
+        let (_dir, store) = crate::testutil::temp_store();
         assert_eq!(autocheckpoint(&store), AUTOCHECKPOINT_PAGES);
         store.defer_checkpoints().unwrap();
         assert_eq!(autocheckpoint(&store), 0);
@@ -65,19 +59,13 @@ mod tests {
 
     /// The WAL header's checkpoint sequence number: it grows each time the log starts over.
     fn log_restarts(dir: &std::path::Path) -> u32 {
-        let wal = std::fs::read(dir.join("graph/burrow.db-wal")).unwrap();
+        let wal = std::fs::read(dir.join("g/burrow.db-wal")).unwrap();
         u32::from_be_bytes(wal[12..16].try_into().unwrap())
     }
 
     #[test]
     fn a_complete_checkpoint_starts_the_log_over_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = crate::StorePaths {
-            graph_root: dir.path().join("graph"),
-            run_root: dir.path().join("run"),
-        };
-        paths.create().unwrap();
-        let store = Store::open(paths).unwrap();
+        let (dir, store) = crate::testutil::temp_store();
         store.defer_checkpoints().unwrap();
         store
             .conn()
