@@ -69,6 +69,20 @@ pub fn start_detached_with(
     PendingMonitor::spawn(engine, global, &record.id, attach, systemd, stop_timeout, None)?.go()
 }
 
+/// `burrow [--root R] [--runroot R] __monitor`: the monitor's command line, without its flags
+/// and container id.
+fn monitor_command(global: &GlobalOptions) -> Vec<String> {
+    let mut args: Vec<String> = vec!["burrow".into()];
+    if let Some(root) = &global.root {
+        args.extend(["--root".into(), root.display().to_string()]);
+    }
+    if let Some(runroot) = &global.runroot {
+        args.extend(["--runroot".into(), runroot.display().to_string()]);
+    }
+    args.push("__monitor".into());
+    args
+}
+
 /// A container's monitor, started (exec, user namespace joined, store open) but waiting
 /// for the word to start the container: `run -d` starts it as soon as it has chosen the id,
 /// so that the manager's and the monitor's start-up overlap with making the container's
@@ -143,14 +157,8 @@ impl PendingMonitor {
         let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
         let monitor_log = dir.join("monitor.log");
         let stderr = OpenOptions::new().create(true).append(true).open(&monitor_log)?;
-        let mut args: Vec<String> = vec!["burrow".into()];
-        if let Some(root) = &global.root {
-            args.extend(["--root".into(), root.display().to_string()]);
-        }
-        if let Some(runroot) = &global.runroot {
-            args.extend(["--runroot".into(), runroot.display().to_string()]);
-        }
-        args.extend(["__monitor".into(), "--go-on-stdin".into()]);
+        let mut args = monitor_command(global);
+        args.push("--go-on-stdin".into());
         let mut pending = PendingMonitor {
             id: id.to_string(),
             go: File::from(go_w),
@@ -684,22 +692,22 @@ pub fn monitor_main(
     if go_on_stdin && !wait_for_go() && store.container(id).map_or(true, |r| r.started.is_none()) {
         return Ok(0);
     }
-    let wants_init = || {
-        store
-            .container(id)
-            .ok()
-            .and_then(|r| launch::summary(&r).ok())
-            .is_some_and(|l| l.init)
-    };
-    if exec_outside && wants_init() {
-        let e = exec_inside(global, id, ready_on_stdout, &mut report);
-        report.say(Ready::Failed {
-            message: crate::exit::message(&e),
-            exit_code: 125,
-        });
-        return Err(e);
+    // Read once here, when it decides whether to exec again; else by serve.
+    let mut first = None;
+    if exec_outside {
+        let record = store.container(id)?;
+        let launch = launch::load(store, &record)?;
+        if launch.init {
+            let e = exec_inside(global, id, ready_on_stdout, &mut report);
+            report.say(Ready::Failed {
+                message: crate::exit::message(&e),
+                exit_code: 125,
+            });
+            return Err(e);
+        }
+        first = Some((record, launch));
     }
-    serve(&engine, global, id, &mut report, early, None)
+    serve(&engine, global, id, &mut report, early, first)
 }
 
 /// Execs this monitor again, now that it is in burrow's user namespace, without waiting for a
@@ -720,26 +728,19 @@ fn exec_inside(
             return std::io::Error::last_os_error().into();
         }
     }
-    let mut args: Vec<std::ffi::CString> = vec![c"burrow".into()];
-    let mut push = |a: &str| std::ffi::CString::new(a).map(|c| args.push(c));
-    let pushed = (|| {
-        if let Some(root) = &global.root {
-            push("--root")?;
-            push(&root.display().to_string())?;
-        }
-        if let Some(runroot) = &global.runroot {
-            push("--runroot")?;
-            push(&runroot.display().to_string())?;
-        }
-        push("__monitor")?;
-        if ready_on_stdout {
-            push("--ready-on-stdout")?;
-        }
-        push(id)
-    })();
-    if let Err(e) = pushed {
-        return e.into();
+    let mut args = monitor_command(global);
+    if ready_on_stdout {
+        args.push("--ready-on-stdout".into());
     }
+    args.push(id.into());
+    let args = match args
+        .into_iter()
+        .map(std::ffi::CString::new)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(args) => args,
+        Err(e) => return e.into(),
+    };
     let err = nix::unistd::execv(c"/proc/self/exe", &args).unwrap_err();
     anyhow::anyhow!(
         "executing the monitor again in burrow's user namespace: {}",

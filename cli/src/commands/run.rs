@@ -129,14 +129,16 @@ fn run_inner(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
         return launch::run_foreground(&engine, &record, &launch);
     }
     let id = Store::new_container_id();
+    let make = || {
+        prepare_with_id(&engine, &args.create, &id).and_then(|(record, launch)| {
+            super::start::start_requirements(&engine, global, &launch.requires, 0)?;
+            Ok((record, launch))
+        })
+    };
     if let Some(parent) = forked {
         // The monitor checkpoints once the container runs: no fsync before the user has its id.
         engine.store.defer_checkpoints()?;
-        let made = prepare_with_id(&engine, &args.create, &id).and_then(|(record, launch)| {
-            super::start::start_requirements(&engine, global, &launch.requires, 0)?;
-            Ok((record, launch))
-        });
-        return match made {
+        return match make() {
             Ok((record, launch)) => monitor::serve_forked(&engine, global, record, launch, parent, systemd),
             Err(e) => {
                 remove_unmade(&engine, &id);
@@ -147,9 +149,7 @@ fn run_inner(args: RunArgs, global: &GlobalOptions) -> anyhow::Result<i32> {
     // The monitor (and its unit) starts first and gets ready while the container is made.
     let stop_timeout = args.create.stop_timeout.unwrap_or(10);
     let pending = monitor::PendingMonitor::spawn(&engine, global, &id, None, systemd, stop_timeout, bus)?;
-    let made = prepare_with_id(&engine, &args.create, &id)
-        .and_then(|(_, launch)| super::start::start_requirements(&engine, global, &launch.requires, 0));
-    if let Err(e) = made {
+    if let Err(e) = make() {
         pending.cancel();
         remove_unmade(&engine, &id);
         return Err(e);
